@@ -1,0 +1,1 @@
+"""Code shared by two or more services: settings, logging, Redis keys, the task model and store."""

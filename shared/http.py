@@ -1,0 +1,74 @@
+"""aiohttp pieces every service uses: request ids, one log line per request, JSON errors."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_KEY = "request_id"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(
+    status: int, code: str, message: str, field: str | None = None, **headers: str
+) -> web.Response:
+    """The project's error body: {"error": {"code", "message", "field"}}."""
+    return web.json_response(
+        {"error": {"code": code, "message": message, "field": field}},
+        status=status,
+        headers=headers or None,
+    )
+
+
+def route_name(request: web.Request) -> str:
+    """The matched route's pattern (bounded cardinality for metrics), or 'unmatched'."""
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+def request_logging_middleware(
+    logger_name: str, observe: Callable[[web.Request, int, float], Any] | None = None
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Log each request once (method, path, status, duration, request id) and echo the id.
+
+    ``observe(request, status, seconds)`` is called too, for metrics.
+    """
+    log = structlog.get_logger(logger_name)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        rid = request.headers.get(REQUEST_ID_HEADER, "")[:128] or uuid.uuid4().hex
+        request[REQUEST_ID_KEY] = rid
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = rid
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+                request_id=rid,
+            )
+            if observe is not None:
+                observe(request, status, elapsed)
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = rid
+        return response
+
+    return middleware

@@ -1,0 +1,149 @@
+"""Typed settings read from the environment (and a .env file), validated once at start-up.
+
+Each service declares a frozen dataclass whose fields are made with :func:`setting`. The
+field name upper-cased is the environment variable; the marshmallow field validates and
+converts it. :func:`load_settings` returns the dataclass or raises :class:`SettingsError`
+with one line naming the variable and what it expected; :func:`load_or_exit` turns that
+into a non-zero exit for ``python -m services.<name>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from dotenv import dotenv_values
+from marshmallow import Schema, ValidationError, fields, validate
+
+T = TypeVar("T")
+
+ENVIRONMENTS = ("development", "production", "test")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message is one line naming the variable."""
+
+
+def setting(field: fields.Field, default: Any = dataclasses.MISSING, doc: str = "") -> Any:
+    """Declare a settings field: its marshmallow validator, default and one-line meaning."""
+    return dataclasses.field(default=default, metadata={"field": field, "doc": doc})
+
+
+def read_environment(dotenv_path: str | Path = ".env") -> dict[str, str]:
+    """The process environment over a .env file in the working directory, if there is one."""
+    merged: dict[str, str] = {}
+    path = Path(dotenv_path)
+    if path.is_file():
+        merged.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    merged.update(os.environ)
+    return merged
+
+
+def variables(cls: type) -> dict[str, dataclasses.Field]:
+    """Environment variable name -> dataclass field, for docs and deploy checks."""
+    return {f.name.upper(): f for f in dataclasses.fields(cls) if "field" in f.metadata}
+
+
+def load_settings(cls: type[T], env: Mapping[str, str] | None = None) -> T:
+    """Build ``cls`` from ``env`` (default: environment + .env); empty values count as unset."""
+    env = read_environment() if env is None else env
+    known = variables(cls)
+    schema = Schema.from_dict({name: f.metadata["field"] for name, f in known.items()})()
+    raw = {name: env[name] for name in known if env.get(name, "") != ""}
+    try:
+        loaded = schema.load(raw)
+    except ValidationError as exc:
+        name, messages = sorted(exc.normalized_messages().items())[0]
+        detail = messages[0] if isinstance(messages, list) else messages
+        raise SettingsError(f"{name}: {detail} (got {raw.get(name)!r})") from None
+    missing = [
+        name
+        for name, f in known.items()
+        if name not in loaded
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise SettingsError(f"{missing[0]}: required, not set")
+    instance = cls(**{known[name].name: value for name, value in loaded.items()})
+    check = getattr(instance, "check", None)
+    if check is not None:
+        check()
+    return instance
+
+
+def load_or_exit(cls: type[T], env: Mapping[str, str] | None = None) -> T:
+    """:func:`load_settings`, exiting with status 2 and one line on stderr when it fails."""
+    try:
+        return load_settings(cls, env)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _port() -> fields.Integer:
+    return fields.Integer(validate=validate.Range(min=1, max=65535))
+
+
+def _positive() -> fields.Integer:
+    return fields.Integer(validate=validate.Range(min=1))
+
+
+def _redis_url() -> fields.String:
+    return fields.String(
+        validate=validate.Regexp(
+            r"^(redis|rediss|unix)://", error="a redis://, rediss:// or unix:// URL"
+        )
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonSettings:
+    """Settings every service shares: environment, logging."""
+
+    environment: str = setting(
+        fields.String(validate=validate.OneOf(ENVIRONMENTS)),
+        "development",
+        "development: console logs; production: JSON logs",
+    )
+    log_level: str = setting(
+        fields.String(validate=validate.OneOf(["DEBUG", "INFO", "WARNING", "ERROR"])),
+        "INFO",
+        "minimum log level",
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RedisSettings(CommonSettings):
+    """Common settings plus the Redis connection and task retention, for Redis users."""
+
+    redis_host: str = setting(fields.String(), "localhost", "Redis host (when REDIS_URL unset)")
+    redis_port: int = setting(_port(), 6379, "Redis port (when REDIS_URL unset)")
+    redis_db: int = setting(fields.Integer(validate=validate.Range(min=0)), 0, "Redis database")
+    redis_password: str | None = setting(fields.String(), None, "Redis password")
+    redis_url: str | None = setting(
+        _redis_url(), None, "full Redis URL (redis:// or rediss://); overrides REDIS_HOST/PORT"
+    )
+    result_ttl: int = setting(
+        _positive(), 7 * 24 * 3600, "seconds finished tasks and their data are kept"
+    )
+    max_concurrent_tasks: int = setting(
+        _positive(), 10, "tasks one validator replica works on at once"
+    )
+    task_timeout: int = setting(_positive(), 60, "seconds a miner has to answer one attempt")
+
+    @property
+    def redis_dsn(self) -> str:
+        """The URL to connect with: REDIS_URL, else one built from host, port, db."""
+        if self.redis_url:
+            return self.redis_url
+        auth = f":{self.redis_password}@" if self.redis_password else ""
+        return f"redis://{auth}{self.redis_host}:{self.redis_port}/{self.redis_db}"
+
+
+port_field = _port
+positive_int_field = _positive

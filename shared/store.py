@@ -1,0 +1,183 @@
+"""Task storage on Redis: atomic create, conditional status changes, indexed listing.
+
+Every write that spans several keys runs as one Lua script, so a crash or a racing
+replica never leaves a task half-stored, in two status indexes, or completed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from shared import keys
+from shared.tasks import FINAL_STATUSES, PRIORITY_ORDER, Status, Task, now
+
+# KEYS: hash, input, pending index, all index, stream, sequence
+# ARGV: task_id, input bytes, field, value, ...
+_CREATE = """
+local seq = redis.call('INCR', KEYS[6])
+redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 3))
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+redis.call('ZADD', KEYS[4], seq, ARGV[1])
+redis.call('XADD', KEYS[5], '*', 'task_id', ARGV[1])
+return seq
+"""
+
+# KEYS: hash, input, output, attempts, pending, processing, completed, failed, all, expiry
+# ARGV: task_id, new status, now, ttl, expected statuses (comma list), has_output,
+#       output, field, value, ...
+# Returns 1 on change, 0 when the current status is not an expected one, -1 if no task.
+_TRANSITION = """
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return -1 end
+local allowed = false
+for s in string.gmatch(ARGV[5], '[^,]+') do
+  if s == cur then allowed = true end
+end
+if not allowed then return 0 end
+local index = {pending=KEYS[5], processing=KEYS[6], completed=KEYS[7], failed=KEYS[8]}
+local new = ARGV[2]
+local seq = redis.call('HGET', KEYS[1], 'seq')
+if cur ~= new then
+  redis.call('ZREM', index[cur], ARGV[1])
+  redis.call('ZADD', index[new], seq, ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'status', new, 'updated_at', ARGV[3])
+if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
+if ARGV[6] == '1' then redis.call('SET', KEYS[3], ARGV[7]) end
+if new == 'completed' or new == 'failed' then
+  local ttl = tonumber(ARGV[4])
+  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
+  local t = tonumber(ARGV[3])
+  redis.call('ZADD', KEYS[10], t + ttl, ARGV[1])
+  -- Drop index entries of tasks whose data has expired (bounded work per call).
+  local old = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', t, 'LIMIT', 0, 100)
+  for _, id in ipairs(old) do
+    for i = 5, 10 do redis.call('ZREM', KEYS[i], id) end
+  end
+end
+return 1
+"""
+
+
+class TaskStore:
+    """Reads and writes tasks. One instance per process, over a shared Redis pool."""
+
+    def __init__(self, redis: Redis, result_ttl: int) -> None:
+        self.redis = redis
+        self.result_ttl = result_ttl
+        self._create = redis.register_script(_CREATE)
+        self._transition = redis.register_script(_TRANSITION)
+
+    async def create(self, task: Task, data: bytes) -> Task:
+        """Store a new pending task and its input, index it and queue it, atomically."""
+        fields = task.to_hash()
+        fields.pop("seq", None)
+        flat = [item for pair in fields.items() for item in pair]
+        task.seq = int(
+            await self._create(
+                keys=[
+                    keys.task(task.task_id),
+                    keys.task_input(task.task_id),
+                    keys.status_index(Status.PENDING),
+                    keys.ALL_TASKS,
+                    keys.stream(task.priority),
+                    keys.SEQUENCE,
+                ],
+                args=[task.task_id, data, *flat],
+            )
+        )
+        return task
+
+    async def get(self, task_id: str) -> Task | None:
+        raw = await self.redis.hgetall(keys.task(task_id))
+        return Task.from_hash(raw) if raw else None
+
+    async def get_input(self, task_id: str) -> bytes | None:
+        return await self.redis.get(keys.task_input(task_id))
+
+    async def get_output(self, task_id: str) -> bytes | None:
+        return await self.redis.get(keys.task_output(task_id))
+
+    async def transition(
+        self,
+        task_id: str,
+        to: Status,
+        *,
+        expect: Iterable[Status],
+        fields: dict[str, Any] | None = None,
+        output: bytes | None = None,
+        at: float | None = None,
+    ) -> bool:
+        """Move a task to ``to`` only if its status is one of ``expect``; True if it moved.
+
+        Final statuses set ``completed_at``, start the RESULT_TTL expiry of the task and its
+        data, and trim expired entries from the indexes.
+        """
+        t = now() if at is None else at
+        extra = {k: str(v) for k, v in (fields or {}).items() if v is not None}
+        if to in FINAL_STATUSES:
+            extra.setdefault("completed_at", str(t))
+        flat = [item for pair in extra.items() for item in pair]
+        moved = await self._transition(
+            keys=[
+                keys.task(task_id),
+                keys.task_input(task_id),
+                keys.task_output(task_id),
+                keys.task_attempts(task_id),
+                *(keys.status_index(s) for s in Status),
+                keys.ALL_TASKS,
+                keys.EXPIRY_INDEX,
+            ],
+            args=[
+                task_id,
+                to.value,
+                repr(t),
+                self.result_ttl,
+                ",".join(Status(s).value for s in expect),
+                "1" if output is not None else "0",
+                output if output is not None else b"",
+                *flat,
+            ],
+        )
+        return int(moved) == 1
+
+    async def list(
+        self, status: Status | None = None, limit: int = 10, cursor: int | None = None
+    ) -> tuple[list[Task], int | None]:
+        """Newest first. ``cursor`` is the seq to continue below; returns (tasks, next)."""
+        index = keys.status_index(status) if status else keys.ALL_TASKS
+        top = f"({cursor}" if cursor is not None else "+inf"
+        rows = await self.redis.zrevrangebyscore(
+            index, top, "-inf", start=0, num=limit + 1, withscores=True
+        )
+        page, more = rows[:limit], len(rows) > limit
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id, _ in page:
+                pipe.hgetall(keys.task(task_id.decode()))
+            hashes = await pipe.execute()
+        tasks = [Task.from_hash(h) for h in hashes if h]
+        gone = [tid for (tid, _), h in zip(page, hashes, strict=True) if not h]
+        if gone:
+            await self.redis.zrem(index, *gone)
+        next_cursor = int(page[-1][1]) if more and page else None
+        return tasks, next_cursor
+
+    async def counts(self) -> dict[str, int]:
+        """Number of tasks in each status (within RESULT_TTL)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for s in Status:
+                pipe.zcard(keys.status_index(s))
+            values = await pipe.execute()
+        return {s.value: int(v) for s, v in zip(Status, values, strict=True)}
+
+    async def queue_sizes(self) -> dict[str, int]:
+        """Entries per priority stream: waiting or in flight (finished ones are deleted)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in PRIORITY_ORDER:
+                pipe.xlen(keys.stream(p))
+            values = await pipe.execute()
+        return {p.value: int(v) for p, v in zip(PRIORITY_ORDER, values, strict=True)}

