@@ -147,3 +147,20 @@ class RedisSettings(CommonSettings):
 
 port_field = _port
 positive_int_field = _positive
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainSettings:
+    """Which Bittensor subnet and wallet to use (seed names and defaults)."""
+
+    bt_netuid: int = setting(
+        fields.Integer(validate=validate.Range(min=0)), 49, "subnet uid on the chain"
+    )
+    bt_network: str = setting(
+        fields.String(validate=validate.Length(min=1)),
+        "finney",
+        "finney, test, local or a ws(s):// endpoint",
+    )
+    bt_wallet_name: str = setting(fields.String(), "default", "wallet (coldkey) name")
+    bt_wallet_hotkey: str = setting(fields.String(), "default", "hotkey name within the wallet")
+    bt_wallet_path: str = setting(fields.String(), "~/.bittensor/wallets", "wallets directory")
