@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ import structlog
 from aiohttp import web
 
 REQUEST_ID_HEADER = "X-Request-ID"
-REQUEST_ID_KEY = "request_id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -54,6 +55,9 @@ def request_logging_middleware(
         except web.HTTPException as exc:
             status = exc.status
             exc.headers[REQUEST_ID_HEADER] = rid
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away (nginx's convention), not a server error
             raise
         finally:
             elapsed = time.perf_counter() - start

@@ -33,5 +33,8 @@ def configure_logging(environment: str = "development", level: str = "INFO") -> 
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """A structlog logger bound to a component name."""
-    return structlog.get_logger(name).bind(component=name)
+    """A structlog logger bound to a component name.
+
+    Built lazily at first use, so a module-level logger still honours configure_logging.
+    """
+    return structlog.get_logger(name, component=name)
