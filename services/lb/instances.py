@@ -63,14 +63,16 @@ class Instance:
     def failed(self, reason: str, threshold: int, *, checked: bool = True) -> bool:
         """Record a failed check (or a passive failure); True when it takes the instance out.
 
-        ``checked`` is False for passive failures seen while forwarding a request: they
-        count towards the threshold but are not a health check, so last_check stays.
+        ``checked`` is False for passive failures: a connection refused or timed out while
+        forwarding a real request. Those take the instance out at once, because the next
+        request would meet the same closed port; a poll's failure may be a blip, so polls
+        need ``threshold`` in a row. A passive failure is no health check: last_check stays.
         """
         if checked:
             self.last_check = datetime.now(UTC)
         self.consecutive_failures += 1
         self.error_message = reason
-        if self.is_healthy and self.consecutive_failures >= threshold:
+        if self.is_healthy and (not checked or self.consecutive_failures >= threshold):
             self.is_healthy = False
             return True
         return False

@@ -24,7 +24,7 @@ async def _error(response, status: int, code: str) -> dict:
     return body
 
 
-async def test_connection_refused_fails_over_and_counts_as_a_failure(make_instance, make_lb):
+async def test_connection_refused_fails_over_and_takes_the_instance_out(make_instance, make_lb):
     closed = f"http://127.0.0.1:{free_port()}"
     # The closed port reports nothing, so it looks idle and is tried first.
     busy = await make_instance(active_jobs=5)
@@ -35,14 +35,13 @@ async def test_connection_refused_fails_over_and_counts_as_a_failure(make_instan
     response = await client.post("/v1/audio/transcriptions", data=b"payload")
     assert response.status == 200
     assert [r.body for r in busy.received] == [b"payload"]
-    # Passive failure: counted at once, without waiting for the next poll.
-    assert dead.consecutive_failures == 2 and dead.is_healthy
+    # Passive failure: out of rotation at once, without waiting for the next poll.
+    assert dead.consecutive_failures == 2 and not dead.is_healthy
 
     assert (await client.post("/v1/audio/transcriptions", data=b"again")).status == 200
-    assert not dead.is_healthy
     assert (await client.post("/v1/audio/transcriptions", data=b"third")).status == 200
     metrics = await (await client.get("/metrics")).text()
-    assert f'lb_requests_total{{instance="{closed}",outcome="connect_failed"}} 2.0' in metrics
+    assert f'lb_requests_total{{instance="{closed}",outcome="connect_failed"}} 1.0' in metrics
     assert f'lb_requests_total{{instance="{busy.url}",outcome="ok"}} 3.0' in metrics
 
 
@@ -72,7 +71,7 @@ async def test_connect_timeout_fails_over_and_counts_as_a_failure(
     response = await client.post("/v1/audio/transcriptions", data=b"payload")
     assert response.status == 200
     assert [r.body for r in busy.received] == [b"payload"]
-    assert stuck.consecutive_failures == 2
+    assert stuck.consecutive_failures == 2 and not stuck.is_healthy
 
 
 async def test_no_healthy_instance_is_503_with_retry_after(make_instance, make_lb):

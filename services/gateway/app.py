@@ -1,0 +1,91 @@
+"""The gateway's aiohttp application factory, and the entry point gunicorn workers call.
+
+Middleware order (outermost first): request logging + metrics, then JSON errors. Later
+middlewares (CORS, API keys, rate limits) go after the error middleware, so their refusals
+are rendered as JSON and still logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+from redis.exceptions import RedisError
+
+from services.gateway.docs import docs_page
+from services.gateway.errors import error_middleware
+from services.gateway.health import health
+from services.gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
+from services.gateway.openapi import build_spec, openapi_json
+from services.gateway.settings import GatewaySettings
+from services.gateway.state import OPENAPI_SPEC, REDIS, SETTINGS, STORE, SUBMISSION_KINDS
+from services.gateway.stats import stats
+from services.gateway.submissions import submission_handler, task_kinds
+from services.gateway.tasks import get_output, get_task, list_tasks
+from shared.http import request_logging_middleware
+from shared.logging import configure_logging
+from shared.redis import create_redis
+from shared.settings import load_or_exit
+from shared.store import TaskStore
+
+log = structlog.get_logger("gateway")
+
+
+async def redis_pool(app: web.Application) -> AsyncIterator[None]:
+    """Open the Redis pool for the app's lifetime. An unreachable Redis is only logged:
+    the gateway serves 503s meanwhile and redis-py reconnects on the next command."""
+    settings = app[SETTINGS]
+    redis = create_redis(settings)
+    app[REDIS] = redis
+    app[STORE] = TaskStore(redis, settings.result_ttl)
+    try:
+        async with asyncio.timeout(settings.health_timeout):
+            await redis.ping()
+        log.info("redis_connected")
+    except (TimeoutError, RedisError) as exc:
+        log.warning("redis_unreachable_at_start", error=str(exc) or type(exc).__name__)
+    yield
+    await redis.aclose()
+
+
+def add_routes(app: web.Application) -> None:
+    router = app.router
+    for kind in app[SUBMISSION_KINDS]:
+        router.add_post(kind.path, submission_handler(kind), name=f"submit_{kind.task_type}")
+    router.add_get("/api/v1/tasks", list_tasks, name="list_tasks")
+    router.add_get("/api/v1/tasks/{task_id}", get_task, name="get_task")
+    router.add_get("/api/v1/tasks/{task_id}/output", get_output, name="get_output")
+    router.add_get("/api/v1/health", health, name="health")
+    router.add_get("/api/v1/stats", stats, name="stats")
+    router.add_get("/api/v1/openapi.json", openapi_json, name="openapi")
+    router.add_get("/api/v1/docs", docs_page, name="docs")
+    router.add_get("/metrics", metrics_endpoint, name="metrics")
+
+
+def create_app(settings: GatewaySettings) -> web.Application:
+    """A ready-to-run gateway; Redis is opened on startup and closed on cleanup."""
+    metrics = GatewayMetrics()
+    app = web.Application(
+        client_max_size=settings.max_json_bytes,
+        middlewares=[
+            request_logging_middleware("gateway.http", observe=metrics.observe),
+            error_middleware,
+        ],
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[SUBMISSION_KINDS] = task_kinds(settings)
+    app.cleanup_ctx.append(redis_pool)
+    add_routes(app)
+    app[OPENAPI_SPEC] = build_spec(app)
+    return app
+
+
+async def gunicorn_app() -> web.Application:
+    """For ``gunicorn services.gateway.app:gunicorn_app --worker-class aiohttp.GunicornWebWorker``
+    (see gunicorn_conf.py): settings and logging are set up in each worker."""
+    settings = load_or_exit(GatewaySettings)
+    configure_logging(settings.environment, settings.log_level)
+    return create_app(settings)

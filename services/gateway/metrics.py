@@ -1,0 +1,128 @@
+"""Prometheus metrics: requests by route and status, latency, submissions by type and priority.
+
+Each app owns a :class:`CollectorRegistry`, so tests can build many apps in one process.
+Under gunicorn, ``gunicorn_conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` and a scrape then
+sums every worker's files instead of reporting only the worker that answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import structlog
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+from redis.exceptions import RedisError
+
+from services.gateway.openapi import operation
+from services.gateway.state import SETTINGS, STORE
+from shared.http import route_name
+
+log = structlog.get_logger("gateway.metrics")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class GatewayMetrics:
+    """The gateway's metric families, registered in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "gateway_http_requests_total",
+            "HTTP requests answered, by method, route pattern and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "gateway_http_request_duration_seconds",
+            "Time from request start to handler return, by method and route pattern",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.submissions = Counter(
+            "gateway_submissions_total",
+            "Tasks accepted (202), by task type and priority",
+            ["task_type", "priority"],
+            registry=self.registry,
+        )
+        self.queue_length = Gauge(
+            "gateway_queue_length",
+            "Stream entries per priority (waiting or in flight), read at scrape time",
+            ["priority"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.tasks = Gauge(
+            "gateway_tasks",
+            "Tasks per status within RESULT_TTL, read at scrape time",
+            ["status"],
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.redis_up = Gauge(
+            "gateway_redis_up",
+            "1 if Redis answered the last scrape's queries, else 0",
+            registry=self.registry,
+            multiprocess_mode="mostrecent",
+        )
+
+    def observe(self, request: web.Request, status: int, seconds: float) -> None:
+        """Record one answered request; the hook :func:`request_logging_middleware` calls."""
+        route = route_name(request)
+        self.requests.labels(request.method, route, str(status)).inc()
+        self.latency.labels(request.method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        """The text exposition: this app's registry, or every worker's in multiprocess mode."""
+        if os.environ.get(MULTIPROC_ENV):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+
+METRICS = web.AppKey("metrics", GatewayMetrics)
+
+
+@operation(
+    "Prometheus metrics",
+    tags=["monitoring"],
+    responses={
+        "200": {
+            "description": "Prometheus text exposition format",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    """Request counts and latencies by route, submissions by type and priority, and queue
+    and task gauges read from Redis at scrape time (skipped, redis_up 0, when it is down)."""
+    metrics = request.app[METRICS]
+    store = request.app[STORE]
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].health_timeout):
+            queues = await store.queue_sizes()
+            counts = await store.counts()
+    except (TimeoutError, RedisError) as exc:
+        log.warning("metrics_redis_unreachable", error=str(exc) or type(exc).__name__)
+        metrics.redis_up.set(0)
+    else:
+        metrics.redis_up.set(1)
+        for priority, size in queues.items():
+            metrics.queue_length.labels(priority).set(size)
+        for status, count in counts.items():
+            metrics.tasks.labels(status).set(count)
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

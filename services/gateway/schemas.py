@@ -1,0 +1,213 @@
+"""Request schemas (marshmallow) and how their errors become API errors.
+
+The same schema instances validate submissions and, through apispec, describe them in
+``/api/v1/openapi.json``, so the documented limits are the enforced ones. Limits and the
+language list come from settings, hence the schemas are built per app by
+:func:`submission_schemas`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from services.gateway.audio import HEAD_BYTES, sniff
+from services.gateway.errors import ApiError
+from services.gateway.settings import GatewaySettings
+from shared.tasks import PRIORITY_ORDER, Priority, Status, TaskType
+
+MAX_CALLBACK_URL = 2048
+DEFAULT_PAGE = 10
+MAX_PAGE = 100
+
+
+class Problem(str):
+    """A validation message that carries its own API error code through marshmallow."""
+
+    code: str
+
+    def __new__(cls, code: str, message: str) -> Problem:
+        obj = super().__new__(cls, message)
+        obj.code = code
+        return obj
+
+
+class CodedLength(validate.Length):
+    """:class:`validate.Length` (so apispec still emits minLength/maxLength) with a code."""
+
+    def __init__(self, code: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.code = code
+
+    def __call__(self, value: Any) -> Any:
+        try:
+            return super().__call__(value)
+        except ValidationError as exc:
+            raise ValidationError(Problem(self.code, str(exc.messages[0]))) from None
+
+
+def not_blank(value: str) -> None:
+    """Reject text that is empty or only whitespace."""
+    if not value.strip():
+        raise ValidationError(Problem("blank_text", "text must not be blank"))
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file part of a multipart form, read whole only after its size was checked."""
+
+    filename: str | None
+    content_type: str | None
+    data: bytes
+
+
+class UploadField(fields.Field):
+    """A multipart file part; documented as a binary string."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Upload:
+        if not isinstance(value, Upload):
+            raise ValidationError(Problem("invalid_file", "must be a file part"))
+        return value
+
+
+def is_audio(upload: Upload) -> None:
+    """Reject an empty file, and one whose first bytes are no supported audio container."""
+    if not upload.data:
+        raise ValidationError(Problem("empty_file", "the uploaded file is empty"))
+    if sniff(upload.data[:HEAD_BYTES]) is None:
+        raise ValidationError(
+            Problem("not_audio", "the file is not WAV, MP3, FLAC, OGG, M4A or WebM audio")
+        )
+
+
+class StrictSchema(Schema):
+    """Base of every request schema: unknown fields are an error, not silently dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class TaskListQuery(StrictSchema):
+    """Query string of ``GET /api/v1/tasks``."""
+
+    status = fields.String(
+        validate=validate.OneOf([st.value for st in Status]),
+        metadata={"description": "only tasks in this status", "error_code": "invalid_status"},
+    )
+    limit = fields.Integer(
+        load_default=DEFAULT_PAGE,
+        validate=validate.Range(min=1, max=MAX_PAGE),
+        metadata={"description": "page size", "error_code": "invalid_limit"},
+    )
+    cursor = fields.Integer(
+        validate=validate.Range(min=0),
+        metadata={
+            "description": "next_cursor of the previous page",
+            "error_code": "invalid_cursor",
+        },
+    )
+
+
+def _options(settings: GatewaySettings) -> dict[str, fields.Field]:
+    """The fields every task type shares (fresh instances: fields are bound to one schema)."""
+    return {
+        "source_language": fields.String(
+            load_default=settings.default_language,
+            validate=validate.OneOf(
+                settings.allowed_languages,
+                error="unsupported language {input!r}; see the documented list",
+            ),
+            metadata={
+                "description": "ISO 639-1 code of the input's language (Whisper's codes)",
+                "error_code": "invalid_language",
+            },
+        ),
+        "priority": fields.String(
+            load_default=Priority.NORMAL.value,
+            validate=validate.OneOf([p.value for p in PRIORITY_ORDER]),
+            metadata={"description": "queue to wait in", "error_code": "invalid_priority"},
+        ),
+        "callback_url": fields.Url(
+            load_default=None,
+            allow_none=True,
+            schemes={"http", "https"},
+            require_tld=False,
+            validate=validate.Length(max=MAX_CALLBACK_URL),
+            metadata={
+                "description": "absolute http(s) URL that receives the task when it finishes",
+                "error_code": "invalid_callback_url",
+            },
+        ),
+    }
+
+
+def _schema(name: str, own: dict[str, fields.Field], settings: GatewaySettings) -> Schema:
+    return type(name, (StrictSchema,), {**own, **_options(settings)})()
+
+
+def _text(max_chars: int, what: str) -> dict[str, fields.Field]:
+    return {
+        "text": fields.String(
+            required=True,
+            validate=[not_blank, CodedLength("text_too_long", max=max_chars)],
+            metadata={"description": what, "error_code": "invalid_text"},
+        )
+    }
+
+
+def submission_schemas(settings: GatewaySettings) -> dict[TaskType, Schema]:
+    """One request schema per task type, with this deployment's limits and languages."""
+    audio_file = UploadField(
+        required=True,
+        validate=is_audio,
+        metadata={
+            "type": "string",
+            "format": "binary",
+            "description": "WAV, MP3, FLAC, OGG, M4A or WebM audio, at most "
+            f"{settings.max_upload_bytes} bytes",
+            "error_code": "invalid_file",
+        },
+    )
+    return {
+        TaskType.TRANSCRIPTION: _schema(
+            "TranscriptionSubmission", {"audio_file": audio_file}, settings
+        ),
+        TaskType.TTS: _schema(
+            "TtsSubmission", _text(settings.tts_max_chars, "text to speak"), settings
+        ),
+        TaskType.SUMMARIZATION: _schema(
+            "SummarizationSubmission",
+            _text(settings.summarization_max_chars, "text to summarize"),
+            settings,
+        ),
+    }
+
+
+def load(schema: Schema, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``schema.load(raw)``, turning the first validation error into a 400 :class:`ApiError`."""
+    try:
+        return schema.load(raw)
+    except ValidationError as exc:
+        raise first_error(schema, exc) from None
+
+
+def first_error(schema: Schema, exc: ValidationError) -> ApiError:
+    """The error to report: unknown fields first, then fields in declaration order."""
+    messages = exc.normalized_messages()
+    order = [n for n in messages if n not in schema.fields] + list(schema.fields)
+    name = next(n for n in order if n in messages)
+    problem = messages[name]
+    message = problem[0] if isinstance(problem, list) else problem
+    field = schema.fields.get(name)
+    if field is None:
+        return ApiError(400, "unknown_field", f"unknown field {name!r}", name)
+    if isinstance(message, Problem):
+        return ApiError(400, message.code, str(message), name)
+    if message == field.error_messages["required"]:
+        return ApiError(400, "missing_field", f"{name} is required", name)
+    return ApiError(
+        400, field.metadata.get("error_code", "invalid_field"), f"{name}: {message}", name
+    )

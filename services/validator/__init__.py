@@ -1,0 +1,1 @@
+"""The validator service: consumes task streams, queries and scores miners (docs/validator.md)."""

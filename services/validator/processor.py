@@ -1,0 +1,394 @@
+"""One task from stream entry to final status: attempts, scoring, result, webhook.
+
+Flow: mark the task processing; start the reference (once per task, concurrently with the
+miner queries); per attempt, ask the selected miners with freshly signed requests, judge the
+answers and keep the best; complete it with a conditional transition (expect processing) so
+that a task completes at most once even when a reclaimed copy races the original; after
+MAX_ATTEMPTS attempts without a usable answer, fail it with a readable reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from services.validator import scoring, selection
+from services.validator.client import MinerClient, MinerRequest, MinerResponse
+from services.validator.consumer import Delivery, StreamQueue
+from services.validator.metrics import Metrics
+from services.validator.miners import Miner, MinerRegistry
+from services.validator.minerstats import MinerStats
+from services.validator.reference import ReferenceClient
+from services.validator.settings import ValidatorSettings
+from services.validator.tasktypes import TASK_TYPES, Judged, TaskSpec
+from services.validator.webhooks import Webhooks
+from shared import keys
+from shared.logging import get_logger
+from shared.store import TaskStore
+from shared.tasks import FINAL_STATUSES, Status, Task
+
+log = get_logger("validator.processor")
+
+DURATIONS_KEPT = 100
+DEAD_LETTER_MAXLEN = 10_000
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A miner response with its judgement and scores."""
+
+    response: MinerResponse
+    judged: Judged
+    speed: float
+    score: float
+
+    @property
+    def usable(self) -> bool:
+        """Worth returning to the client: judged above 0, or not judgeable at all."""
+        return self.judged.accuracy is None or self.judged.accuracy > 0
+
+    def record(self) -> dict[str, object]:
+        r = self.response
+        return {
+            "uid": r.miner.uid,
+            "hotkey": r.miner.hotkey,
+            "ok": True,
+            "latency": round(r.latency, 4),
+            "accuracy": self.judged.accuracy,
+            "problem": self.judged.problem,
+            "speed": round(self.speed, 4),
+            "score": round(self.score, 4),
+        }
+
+
+class Processor:
+    """Works on deliveries handed over by the consumer and the reclaimer."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        store: TaskStore,
+        queue: StreamQueue,
+        registry: MinerRegistry,
+        stats: MinerStats,
+        client: MinerClient,
+        references: ReferenceClient,
+        webhooks: Webhooks,
+        metrics: Metrics,
+        settings: ValidatorSettings,
+    ) -> None:
+        self.redis = redis
+        self.store = store
+        self.queue = queue
+        self.registry = registry
+        self.stats = stats
+        self.client = client
+        self.references = references
+        self.webhooks = webhooks
+        self.metrics = metrics
+        self.settings = settings
+        self.policy = selection.SelectionPolicy(
+            size=settings.max_miners_per_request,
+            max_in_flight=settings.miner_max_in_flight,
+            failure_threshold=settings.miner_failure_threshold,
+            cooldown=settings.miner_cooldown,
+        )
+        self.in_flight: Counter[str] = Counter()
+        # Signalled whenever miner requests finish, so tasks waiting for capacity wake up.
+        self._capacity = asyncio.Condition()
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Process one entry to the end, then acknowledge and delete it."""
+        task = await self.store.get(delivery.task_id) if delivery.task_id else None
+        if task is None:
+            log.warning("task_missing", task_id=delivery.task_id, entry=delivery.entry_id)
+        elif task.status in FINAL_STATUSES or not await self.store.transition(
+            task.task_id, Status.PROCESSING, expect=[Status.PENDING, Status.PROCESSING]
+        ):
+            # Finished by another replica; make sure its webhook is queued (idempotent).
+            await self._notify(task.task_id)
+        else:
+            log.info(
+                "task_started",
+                task_id=task.task_id,
+                task_type=task.task_type.value,
+                priority=task.priority.value,
+                reclaimed=delivery.reclaimed,
+            )
+            await self._process(task)
+        await self.queue.finish(delivery)
+
+    async def _process(self, task: Task) -> None:
+        data = await self.store.get_input(task.task_id)
+        if data is None:
+            await self.fail(task, "the task's input has expired or is missing")
+            return
+        spec = TASK_TYPES[task.task_type]
+        reference = asyncio.create_task(spec.reference(self.references, data, task.language))
+        asked: set[str] = set()
+        failures: Counter[str] = Counter()
+        attempt = task.attempts
+        try:
+            while attempt < self.settings.max_attempts:
+                if attempt > task.attempts:
+                    await asyncio.sleep(self.settings.retry_delay)
+                chosen = await self._wait_for_miners(asked)
+                if not chosen:
+                    # Busy or absent miners are nobody's failure: no attempt was spent on
+                    # them, but the task cannot wait for ever either.
+                    failures["no miners available"] += 1
+                    self.metrics.attempts.labels(task.task_type.value, "no_miners").inc()
+                    break
+                try:
+                    attempt = await self.redis.hincrby(keys.task(task.task_id), "attempts", 1)
+                    best = await self._attempt(
+                        task, spec, data, reference, attempt, asked, failures, chosen
+                    )
+                finally:
+                    await self._release(chosen)
+                if best is not None:
+                    await self.complete(task, best)
+                    return
+        finally:
+            reference.cancel()
+        await self.fail(task, _reason(attempt, failures))
+
+    async def _wait_for_miners(self, asked: set[str]) -> list[Miner]:
+        """Reserve the miners for the next attempt, waiting up to TASK_TIMEOUT if all are busy.
+
+        Every miner can be at this replica's in-flight cap during a burst; the task then
+        waits for a request to finish instead of spending an attempt on nobody. The chosen
+        miners' in-flight slots are taken before any further await, so concurrent tasks
+        never overshoot the cap; :meth:`_release` gives them back.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.task_timeout
+        while True:
+            miners = self.registry.miners
+            states = await self.stats.states([m.hotkey for m in miners])
+            chosen = selection.choose(
+                miners,
+                states,
+                self.in_flight,
+                self.policy,
+                now=time.time(),
+                already_asked=frozenset(asked),
+            )
+            for m in chosen:
+                self.in_flight[m.hotkey] += 1
+            remaining = deadline - loop.time()
+            if chosen or remaining <= 0:
+                return chosen
+            async with self._capacity:
+                # Wake on capacity, or within a second for a miner list refresh.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._capacity.wait(), min(remaining, 1.0))
+
+    async def _release(self, miners: list[Miner]) -> None:
+        for m in miners:
+            self.in_flight[m.hotkey] -= 1
+        async with self._capacity:
+            self._capacity.notify_all()
+
+    async def _attempt(
+        self,
+        task: Task,
+        spec: TaskSpec,
+        data: bytes,
+        reference: asyncio.Task[str | None],
+        attempt: int,
+        asked: set[str],
+        failures: Counter[str],
+        chosen: list[Miner],
+    ) -> Scored | None:
+        """One round of queries to ``chosen``; the best usable answer, or None."""
+        started = time.time()
+        asked.update(m.hotkey for m in chosen)
+        request = MinerRequest(
+            task_id=task.task_id,
+            task_type=task.task_type.value,
+            language=task.language,
+            input=spec.encode_input(data),
+            timeout=float(self.settings.task_timeout),
+        )
+        responses = await self._ask(chosen, request, spec.binary_output)
+        answered = [r for r in responses if r.ok]
+        scored = await self._score(task, spec, data, reference, answered)
+        for r in responses:
+            if not r.ok:
+                failures[r.error or "failed"] += 1
+        failures.update(s.judged.problem or "scored 0" for s in scored if not s.usable)
+        usable = [s for s in scored if s.usable]
+        best = max(usable, key=lambda s: s.score) if usable else None
+        await self.stats.record(
+            {
+                **{r.miner.hotkey: (False, 0.0) for r in responses if not r.ok},
+                **{
+                    s.response.miner.hotkey: (True, None if s.judged.accuracy is None else s.score)
+                    for s in scored
+                },
+            }
+        )
+        await self._record(task, attempt, started, responses, scored, best)
+        outcome = "won" if best else "no_usable_answer"
+        self.metrics.attempts.labels(task.task_type.value, outcome).inc()
+        return best
+
+    async def _ask(
+        self, miners: list[Miner], request: MinerRequest, binary: bool
+    ) -> list[MinerResponse]:
+        responses = await asyncio.gather(
+            *(self.client.query(m, request, binary=binary) for m in miners)
+        )
+        for r in responses:
+            self.metrics.miner_latency.labels(request.task_type).observe(r.latency)
+            self.metrics.miner_responses.labels(request.task_type, r.error or "ok").inc()
+        return list(responses)
+
+    async def _score(
+        self,
+        task: Task,
+        spec: TaskSpec,
+        data: bytes,
+        reference: asyncio.Task[str | None],
+        answered: list[MinerResponse],
+    ) -> list[Scored]:
+        if not answered:
+            return []
+        ref = await reference  # usually ready: it ran while the miners worked
+        judged = await spec.judge(self.references, data, task.language, ref, answered)
+        scored = []
+        for response, judgement in zip(answered, judged, strict=True):
+            speed = scoring.speed_score(response.latency, self.settings.task_timeout)
+            score = scoring.combined_score(
+                judgement.accuracy,
+                speed,
+                self.settings.accuracy_weight,
+                self.settings.speed_weight,
+            )
+            self.metrics.scores.labels(task.task_type.value).observe(score)
+            scored.append(Scored(response, judgement, speed, score))
+        return scored
+
+    async def _record(
+        self,
+        task: Task,
+        attempt: int,
+        started: float,
+        responses: list[MinerResponse],
+        scored: list[Scored],
+        best: Scored | None,
+    ) -> None:
+        """Append the attempt to keys.task_attempts: who was asked and how each did."""
+        failed = [
+            {
+                "uid": r.miner.uid,
+                "hotkey": r.miner.hotkey,
+                "ok": False,
+                "error": r.error,
+                "latency": round(r.latency, 4),
+            }
+            for r in responses
+            if not r.ok
+        ]
+        record = {
+            "attempt": attempt,
+            "validator": self.queue.consumer,
+            "started_at": started,
+            "finished_at": time.time(),
+            "responses": [s.record() for s in scored] + failed,
+            "winner": best.response.miner.uid if best else None,
+        }
+        await self.redis.rpush(keys.task_attempts(task.task_id), json.dumps(record))
+
+    async def complete(self, task: Task, best: Scored) -> bool:
+        """Store the winning answer; False if another copy of the task finished first."""
+        r = best.response
+        result = {
+            "model_used": r.model,
+            "processing_time": round(r.latency, 4),
+            "accuracy_score": None
+            if best.judged.accuracy is None
+            else round(best.judged.accuracy, 4),
+            "speed_score": round(best.speed, 4),
+            "miner_uid": r.miner.uid,
+        }
+        moved = await self.store.transition(
+            task.task_id,
+            Status.COMPLETED,
+            expect=[Status.PROCESSING],
+            fields={"result": json.dumps(result)},
+            output=r.output,
+        )
+        if not moved:
+            self.metrics.tasks.labels(task.task_type.value, "lost_race").inc()
+            log.info("task_already_final", task_id=task.task_id)
+            return False
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(keys.durations(task.task_type.value), time.time() - task.created_at)
+            pipe.ltrim(keys.durations(task.task_type.value), 0, DURATIONS_KEPT - 1)
+            await pipe.execute()
+        self.metrics.tasks.labels(task.task_type.value, "completed").inc()
+        log.info("task_completed", task_id=task.task_id, **result)
+        await self._notify(task.task_id)
+        return True
+
+    async def fail(self, task: Task, reason: str) -> bool:
+        """Fail the task with a reason the client can read; False if it was already final."""
+        moved = await self.store.transition(
+            task.task_id,
+            Status.FAILED,
+            expect=[Status.PENDING, Status.PROCESSING],
+            fields={"error": reason},
+        )
+        if moved:
+            self.metrics.tasks.labels(task.task_type.value, "failed").inc()
+            log.info("task_failed", task_id=task.task_id, reason=reason)
+            await self._notify(task.task_id)
+        return moved
+
+    async def abandon(self, delivery: Delivery, deliveries: int) -> None:
+        """Dead-letter an entry delivered too often, and fail its task."""
+        await self.redis.xadd(
+            keys.DEAD_LETTER_STREAM,
+            {
+                "task_id": delivery.task_id,
+                "priority": delivery.priority.value,
+                "entry_id": delivery.entry_id,
+                "deliveries": deliveries,
+                "at": time.time(),
+            },
+            maxlen=DEAD_LETTER_MAXLEN,
+            approximate=True,
+        )
+        task = await self.store.get(delivery.task_id) if delivery.task_id else None
+        if task is not None:
+            await self.fail(
+                task,
+                f"abandoned: its queue entry was delivered {deliveries} times without finishing",
+            )
+        await self.queue.finish(delivery)
+        self.metrics.reclaims.labels("dead_lettered").inc()
+        log.warning("entry_dead_lettered", task_id=delivery.task_id, deliveries=deliveries)
+
+    async def _notify(self, task_id: str) -> None:
+        final = await self.store.get(task_id)
+        if final is None or final.status not in FINAL_STATUSES or not final.callback_url:
+            return
+        output = await self.store.get_output(task_id)
+        await self.webhooks.enqueue(final, output)
+
+
+def _reason(attempts: int, failures: Counter[str]) -> str:
+    """E.g. "no usable answer after 3 attempts (timeout x4, http_500 x2)"."""
+    detail = ", ".join(f"{kind} x{n}" for kind, n in failures.most_common())
+    return f"no usable answer from miners after {attempts} attempts" + (
+        f" ({detail})" if detail else ""
+    )

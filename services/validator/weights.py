@@ -1,0 +1,100 @@
+"""Weights from running scores, set on chain by one replica per WEIGHTS_INTERVAL.
+
+The replica that wins a Redis lock (SET NX with an expiry just under the interval) sets the
+weights; the others skip that round. In static mode the weights are computed and logged only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import bittensor as bt
+from redis.asyncio import Redis
+
+from services.validator.metrics import Metrics
+from services.validator.miners import ChainClient, Miner, MinerRegistry
+from services.validator.minerstats import MinerStats
+from shared import keys
+from shared.logging import get_logger
+from shared.redis import REDIS_DOWN_ERRORS
+
+log = get_logger("validator.weights")
+
+
+def compute_weights(miners: list[Miner], scores: dict[str, float]) -> dict[int, float]:
+    """uid -> weight, proportional to running score and summing to 1 (empty if all zero)."""
+    raw = {m.uid: max(0.0, scores.get(m.hotkey, 0.0)) for m in miners}
+    total = sum(raw.values())
+    if total <= 0:
+        return {}
+    return {uid: value / total for uid, value in sorted(raw.items())}
+
+
+class WeightSetter:
+    """One round per interval: take the lock, compute, set (chain) or log (static)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        registry: MinerRegistry,
+        stats: MinerStats,
+        metrics: Metrics,
+        *,
+        owner: str,
+        interval: float,
+        netuid: int,
+        chain: ChainClient | None,
+        wallet: Any,
+    ) -> None:
+        self.redis = redis
+        self.registry = registry
+        self.stats = stats
+        self.metrics = metrics
+        self.owner = owner
+        self.interval = interval
+        self.netuid = netuid
+        self.chain = chain
+        self.wallet = wallet
+
+    async def tick(self) -> dict[int, float] | None:
+        """One round; the weights this replica set or logged, None if another replica holds
+        the lock or there is nothing to weigh."""
+        lock_ms = max(100, int(self.interval * 1000 * 0.9))
+        if not await self.redis.set(keys.WEIGHTS_LOCK, self.owner, nx=True, px=lock_ms):
+            self.metrics.weights_set.labels("skipped_locked").inc()
+            return None
+        weights = compute_weights(self.registry.miners, await self.stats.scores())
+        if not weights:
+            self.metrics.weights_set.labels("skipped_empty").inc()
+            log.info("weights_skipped", reason="no scored miners")
+            return None
+        uids, values = list(weights), list(weights.values())
+        if self.chain is None:
+            log.info("weights_computed", mode="static", uids=uids, weights=_rounded(values))
+            self.metrics.weights_set.labels("logged").inc()
+            return weights
+        await self.chain.set_weights(self.netuid, uids, values, self.wallet)
+        log.info("weights_set", netuid=self.netuid, uids=uids, weights=_rounded(values))
+        self.metrics.weights_set.labels("set").inc()
+        return weights
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """A round every WEIGHTS_INTERVAL until ``stop``; failures wait for the next round."""
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), self.interval)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.tick()
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("weights_redis_unavailable", error=str(exc))
+            except (bt.BittensorError, TimeoutError, OSError) as exc:
+                self.metrics.weights_set.labels("failed").inc()
+                log.error("weights_failed", error=repr(exc))
+
+
+def _rounded(values: list[float]) -> list[float]:
+    return [round(v, 4) for v in values]

@@ -1,0 +1,171 @@
+"""deploy/compose.yaml: the Compose schema, Redis persistence, replicas, health, devnet."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.deploy.deployfiles import COMPOSE, dockerfile_stages, load_compose
+from tests.deploy.tools import run, tool
+
+APP_SERVICES = ("gateway", "validator", "lb")
+
+
+def check_compose_schema(path: Path) -> tuple[int, str]:
+    """check-jsonschema with the Compose spec schema it vendors (no download)."""
+    result = run(tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path))
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_compose_file_matches_the_compose_schema_offline() -> None:
+    code, output = check_compose_schema(COMPOSE)
+    assert code == 0, output
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("    stop_grace_period: 45s\n", "    stop_grace_period: 45s\n    replica: 3\n"),
+        ('    expose:\n      - "9000"\n', "    expose: 9000\n"),
+        ("  read_only: true\n", "  read_only: true\n  bogus_key: 1\n"),  # inside an anchor
+    ],
+    ids=["unknown-key", "wrong-type", "unknown-key-in-merged-anchor"],
+)
+def test_compose_schema_check_rejects_a_broken_file(tmp_path: Path, old: str, new: str) -> None:
+    text = COMPOSE.read_text()
+    assert old in text
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(text.replace(old, new, 1))
+    code, _ = check_compose_schema(broken)
+    assert code != 0
+
+
+def test_redis_is_redis7_with_aof_everysec_on_a_named_volume() -> None:
+    compose = load_compose()
+    redis = compose["services"]["redis"]
+    assert redis["image"] == "redis:7"
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command and "--appendfsync everysec" in command
+    (volume,) = redis["volumes"]
+    name, _, target = volume.partition(":")
+    assert target == "/data" and name in compose["volumes"]
+    assert "ports" not in redis  # only the Compose network reaches it
+
+
+def test_validator_runs_two_replicas_and_is_given_time_to_stop() -> None:
+    validator = load_compose()["services"]["validator"]
+    assert validator["deploy"]["replicas"] == 2
+    assert "ports" not in validator  # replicas cannot share a host port
+    assert int(validator["stop_grace_period"].removesuffix("s")) > 20  # SHUTDOWN_GRACE
+
+
+def _has_healthcheck(service: dict[str, Any]) -> bool:
+    if "healthcheck" in service:
+        return not service["healthcheck"].get("disable", False)
+    target = (service.get("build") or {}).get("target")
+    stage = dockerfile_stages().get(target) if target else None
+    return bool(stage and stage.all("HEALTHCHECK") and stage.all("HEALTHCHECK") != ["NONE"])
+
+
+def test_every_long_running_service_has_a_healthcheck_and_restart_policy() -> None:
+    services = load_compose()["services"]
+    for name, service in services.items():
+        if name == "devnet-init":  # one-shot
+            assert service["restart"] == "no"
+            continue
+        assert service["restart"] == "unless-stopped", name
+        assert _has_healthcheck(service), name
+
+
+def test_app_services_read_settings_from_the_env_file_and_run_hardened() -> None:
+    services = load_compose()["services"]
+    for name in APP_SERVICES:
+        service = services[name]
+        assert service["env_file"] == [{"path": ".env", "required": True}], name
+        assert service["build"] == {
+            "context": "..",
+            "dockerfile": "deploy/Dockerfile",
+            "target": name,
+        }
+        assert service["read_only"] is True and service["cap_drop"] == ["ALL"], name
+        assert "profiles" not in service, name
+
+
+def test_devnet_profile_holds_exactly_the_simulators() -> None:
+    services = load_compose()["services"]
+    devnet = {name for name, s in services.items() if "devnet" in (s.get("profiles") or [])}
+    assert devnet == {name for name in services if name.startswith(("miner-", "whisperx-"))} | {
+        "devnet-init"
+    }
+    assert all(services[n]["build"]["target"] == "devnet" for n in devnet)
+
+
+def _option(command: list[str], name: str) -> str:
+    return command[command.index(name) + 1]
+
+
+def test_devnet_init_lists_each_miner_at_its_port_and_wallet() -> None:
+    services = load_compose()["services"]
+    init = services["devnet-init"]["command"]
+    listed = dict(
+        arg.removeprefix("--miner=").split("=", 1) for arg in init if arg.startswith("--miner=")
+    )
+    miners = {n.removeprefix("miner-"): s for n, s in services.items() if n.startswith("miner-")}
+    assert set(listed) == set(miners)
+    for profile, service in miners.items():
+        command = service["command"]
+        port = _option(command, "--port")
+        assert listed[profile] == f"http://miner-{profile}:{port}"
+        assert _option(command, "--profile") == profile
+        assert _option(command, "--wallet-name") == f"devnet-miner-{profile}"
+        assert _option(command, "--wallet-path") == "/devnet/wallets"
+        assert _option(command, "--host") == "0.0.0.0"  # reachable from other containers
+        assert f"127.0.0.1', {port})" in " ".join(service["healthcheck"]["test"])
+        assert service["depends_on"]["devnet-init"]["condition"] == (
+            "service_completed_successfully"
+        )
+
+
+def test_devnet_whisperx_health_checks_probe_their_port() -> None:
+    services = load_compose()["services"]
+    for name, service in services.items():
+        if name.startswith("whisperx-"):
+            port = _option(service["command"], "--port")
+            assert f"127.0.0.1:{port}/health" in " ".join(service["healthcheck"]["test"]), name
+
+
+def test_validator_waits_for_devnet_init_only_when_the_profile_is_on() -> None:
+    depends = load_compose()["services"]["validator"]["depends_on"]
+    assert depends["devnet-init"] == {
+        "condition": "service_completed_successfully",
+        "required": False,
+    }
+    assert depends["redis"] == {"condition": "service_healthy"}
+
+
+def test_compose_yaml_has_no_literal_secrets() -> None:
+    text = COMPOSE.read_text()
+    assert not re.search(r"(SECRET|PASSWORD|TOKEN)\s*[:=]\s*\S", text, flags=re.I)
+    assert yaml.safe_load(text)  # parses
+
+
+def test_devnet_commands_use_only_options_the_simulators_accept() -> None:
+    services = load_compose()["services"]
+    by_module: dict[str, set[str]] = {}
+    for name, service in services.items():
+        command = service.get("command") or []
+        if name.startswith(("miner-", "whisperx-")):
+            assert command[:2] == ["python", "-m"], name
+            options = {arg.split("=")[0] for arg in command if arg.startswith("--")}
+            by_module.setdefault(command[2], set()).update(options)
+    assert set(by_module) == {"devnet.miner", "devnet.whisperx"}
+    for module, options in by_module.items():
+        result = run(sys.executable, "-m", module, "--help")
+        assert result.returncode == 0, result.stderr
+        accepted = set(re.findall(r"--[a-z][a-z-]*", result.stdout))
+        assert options <= accepted, (module, options - accepted)

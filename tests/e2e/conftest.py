@@ -1,0 +1,60 @@
+"""The whole stack as real processes on free loopback ports, once per test module."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from devnet.stack import Ports, Stack
+
+#: Short timings so failures, retries and reclaims happen within a test's patience.
+FAST = {
+    "TASK_TIMEOUT": "5",
+    "RECLAIM_IDLE": "6",
+    "RECLAIM_INTERVAL": "1",
+    "RETRY_DELAY": "0.2",
+    "BLOCK_TIMEOUT": "0.5",
+    "NETSTATS_INTERVAL": "1",
+    "WEBHOOK_RETRY_BASE": "0.5",
+    "WEBHOOK_POLL_INTERVAL": "0.2",
+    "HEALTH_CHECK_INTERVAL": "1",
+    "SHUTDOWN_GRACE": "2",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    var: Path = tmp_path_factory.mktemp("stack")
+    running = Stack(var, Ports.free(), extra_env=FAST)
+    running.start(timeout=90)
+    yield running
+    running.stop()
+
+
+def gateway(stack: Stack) -> str:
+    return f"http://127.0.0.1:{stack.ports.gateway}/api/v1"
+
+
+async def wait_final(
+    session: aiohttp.ClientSession, stack: Stack, task_ids: list[str], patience: float = 90
+) -> dict[str, dict[str, Any]]:
+    """Poll each task until completed or failed (or patience runs out); return the views."""
+    deadline = time.monotonic() + patience
+    views: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline and len(views) < len(task_ids):
+        for task_id in task_ids:
+            if task_id in views:
+                continue
+            async with session.get(f"{gateway(stack)}/tasks/{task_id}") as resp:
+                view = await resp.json()
+            if view["status"] in ("completed", "failed"):
+                views[task_id] = view
+        await asyncio.sleep(0.2)
+    return views
