@@ -38,8 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         where = f"127.0.0.1:{service.port}"
         print(f"ready  {service.name:<16} {where}", flush=True)
 
-    # SIGTERM behaves like Ctrl-C so `kill` of the launcher also stops the children.
-    signal.signal(signal.SIGTERM, _interrupt)
+    # Installed explicitly: a shell starts background jobs with SIGINT ignored, and
+    # SIGTERM should stop the children just as Ctrl-C does.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     print("starting the local stack (simulated miners and WhisperX: devnet/)", flush=True)
     try:
         stack.start(announce=announce)
