@@ -11,6 +11,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from shared.periodic import pause
 from shared.settings import RedisSettings
 
 #: Errors meaning "Redis is not reachable right now"; services wait and retry on these.
@@ -45,12 +46,8 @@ async def wait_for_redis(
             return True
         except REDIS_DOWN_ERRORS as exc:
             log.warning("redis_unreachable", error=str(exc), retry_in=round(delay, 2))
-        if stop is not None:
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
-                return False
-            except TimeoutError:
-                pass
-        else:
+        if stop is None:
             await asyncio.sleep(delay)
+        elif await pause(stop, delay):
+            return False
         delay = min(delay * 2, max_delay)

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import bittensor as bt
 
 from shared.logging import get_logger
+from shared.periodic import every
 
 log = get_logger("validator.miners")
 
@@ -164,12 +165,7 @@ class MinerRegistry:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Refresh until ``stop`` is set; a failed refresh is logged and retried next time."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-                return
-            except TimeoutError:
-                pass
+        async for _ in every(self.interval, stop):
             try:
                 await self.sync()
             except MinerSourceError as exc:

@@ -19,6 +19,7 @@ from services.validator.minerstats import MinerStats
 from services.validator.selection import SelectionPolicy, resting
 from shared import keys
 from shared.logging import get_logger
+from shared.periodic import pause
 from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
 from shared.tasks import iso
 
@@ -73,7 +74,5 @@ async def run(
             log.warning("netstats_redis_unavailable", error=str(exc))
             await wait_for_redis(redis, stop=stop)
             continue
-        try:
-            await asyncio.wait_for(stop.wait(), interval)
-        except TimeoutError:
-            pass
+        if await pause(stop, interval):
+            return

@@ -18,6 +18,7 @@ from services.validator.consumer import Delivery, StreamQueue, WorkPool
 from services.validator.metrics import Metrics
 from shared import keys
 from shared.logging import get_logger
+from shared.periodic import every
 from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
 from shared.tasks import PRIORITY_ORDER, Priority
 
@@ -54,12 +55,7 @@ class Reclaimer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep every RECLAIM_INTERVAL until ``stop``."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-                return
-            except TimeoutError:
-                pass
+        async for _ in every(self.interval, stop):
             try:
                 await self.sweep()
             except REDIS_DOWN_ERRORS as exc:

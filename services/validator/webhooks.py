@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from services.validator.metrics import Metrics
 from shared import keys
 from shared.logging import get_logger
+from shared.periodic import pause
 from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
 from shared.tasks import Status, Task, iso, public_view
 
@@ -171,12 +172,8 @@ class Webhooks:
                 log.warning("webhooks_redis_unavailable", error=str(exc))
                 await wait_for_redis(self.redis, stop=stop)
                 continue
-            if delivered:
-                continue
-            try:
-                await asyncio.wait_for(stop.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
+            if not delivered and await pause(stop, self.poll_interval):
+                return
 
     async def deliver_due(self) -> int:
         """Lease the deliveries that are due and attempt each once; returns how many."""

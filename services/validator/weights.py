@@ -17,6 +17,7 @@ from services.validator.miners import ChainClient, Miner, MinerRegistry
 from services.validator.minerstats import MinerStats
 from shared import keys
 from shared.logging import get_logger
+from shared.periodic import every
 from shared.redis import REDIS_DOWN_ERRORS
 
 log = get_logger("validator.weights")
@@ -81,12 +82,7 @@ class WeightSetter:
 
     async def run(self, stop: asyncio.Event) -> None:
         """A round every WEIGHTS_INTERVAL until ``stop``; failures wait for the next round."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), self.interval)
-                return
-            except TimeoutError:
-                pass
+        async for _ in every(self.interval, stop):
             try:
                 await self.tick()
             except REDIS_DOWN_ERRORS as exc:
