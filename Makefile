@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean
+.PHONY: run test lint format install clean bench chaos
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,19 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
+
+## Chaos tests (a few minutes): validator replicas, Redis and WhisperX instances are killed
+## under load; each test prints a "chaos <name>: ..." line and writes var/chaos/<name>.json.
+chaos: $(STAMP)
+	$(PY) -m pytest -q -s tests/chaos
+
+## Benchmarks (docs/performance.md): installs nginx, wrk and the bench extra, runs every
+## scenario on loopback (about 7 minutes; BENCH_ARGS=--quick for a shorter run).
+bench: $(STAMP)
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq nginx-light wrk; }
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

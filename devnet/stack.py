@@ -206,6 +206,30 @@ class Stack:
             time.sleep(0.1)
         raise RuntimeError(f"{service.name} was not ready within {timeout:.0f}s")
 
+    def add_replica(self, name: str, *, timeout: float = 60.0) -> Service:
+        """Start one more process of service ``name`` (``name-2``, ``name-3``, ...) with the
+        same environment and arguments but a free port of its own; waits until it is ready.
+
+        The port is replaced wherever the original's appears (an environment value such as
+        VALIDATOR_PORT, or a ``--port`` argument), so any service can be replicated.
+        """
+        base = self.services[name]
+        number = 2
+        while f"{name}-{number}" in self.services:
+            number += 1
+        port, old = free_port(), str(base.port)
+        replica = Service(
+            f"{name}-{number}",
+            [str(port) if arg == old else arg for arg in base.argv],
+            {key: str(port) if value == old else value for key, value in base.env.items()},
+            port,
+            base.health_path,
+        )
+        self.services[replica.name] = replica
+        self.spawn(replica)
+        self.wait_ready(replica, timeout)
+        return replica
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal one service (chaos and failover tests)."""
         proc = self.services[name].process

@@ -13,6 +13,8 @@ It speaks the WhisperX HTTP interface the LB and the validator use:
 chunk, or answers :data:`~devnet.audio.FALLBACK_TRANSCRIPT` for audio without one. Each
 job holds one of ``concurrency`` slots for ``seconds_per_audio_second`` times the audio's
 duration (``fallback_duration`` seconds of audio are assumed when the file is not WAV).
+``outside_jobs`` slots are taken for good by simulated work from elsewhere (another client
+of the same GPU): only ``/health`` shows it, for benchmarks of load-aware routing.
 
 ``python -m devnet.whisperx --port 9001 --concurrency 2 --speed 0.5``
 """
@@ -42,9 +44,10 @@ MAX_UPLOAD_BYTES = 1 << 30
 class Jobs:
     """Concurrency slots and the active_jobs figure /health reports."""
 
-    def __init__(self, concurrency: int) -> None:
-        self.slots = asyncio.Semaphore(concurrency)
-        self.active = 0
+    def __init__(self, concurrency: int, outside_jobs: int = 0) -> None:
+        # Outside jobs never finish: they hold their slots and count as active for good.
+        self.slots = asyncio.Semaphore(concurrency - outside_jobs)
+        self.active = outside_jobs
 
     @contextlib.asynccontextmanager
     async def job(self) -> AsyncIterator[None]:
@@ -211,17 +214,21 @@ def create_app(
     fallback_duration: float = 1.0,
     discard_audio: bool = False,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    outside_jobs: int = 0,
 ) -> web.Application:
     """A simulated instance: ``concurrency`` slots, time proportional to audio duration.
 
     Uploads are held in memory, up to ``max_upload_bytes`` (larger ones get 413).
     ``discard_audio`` turns it into a benchmark sink: uploads of any size are counted and
     dropped unparsed, and every answer is the fallback transcript in json, at once.
+    ``outside_jobs`` (fewer than ``concurrency``) slots stay busy with work from elsewhere.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    if not 0 <= outside_jobs < concurrency:
+        raise ValueError("outside_jobs must be at least 0 and below concurrency")
     app = web.Application(client_max_size=max_upload_bytes)
-    app[JOBS] = Jobs(concurrency)
+    app[JOBS] = Jobs(concurrency, outside_jobs)
     app[SIMULATION] = Simulation(seconds_per_audio_second, fallback_duration, discard_audio)
     app.router.add_get("/health", health)
     app.router.add_post("/v1/audio/transcriptions", transcribe)
@@ -253,6 +260,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="benchmark sink: drop uploads unparsed and answer at once",
     )
+    parser.add_argument(
+        "--outside-jobs",
+        type=int,
+        default=0,
+        help="slots held for good by simulated outside work (counted in /health active_jobs)",
+    )
     args = parser.parse_args(argv)
     configure_logging("development", "INFO")
     log = structlog.get_logger(component="devnet.whisperx")
@@ -261,6 +274,7 @@ def main(argv: list[str] | None = None) -> None:
         seconds_per_audio_second=args.speed,
         fallback_duration=args.fallback_duration,
         discard_audio=args.discard_audio,
+        outside_jobs=args.outside_jobs,
     )
     web.run_app(
         app,

@@ -71,3 +71,35 @@ WEBHOOK_QUEUE = f"{PREFIX}:webhooks:due"
 
 def webhook(delivery_id: str) -> str:
     return f"{PREFIX}:webhook:{delivery_id}"
+
+
+# Task ownership (gateway identities): the same indexes as above, per owner.
+def owner_index(owner: str, status: Status | str | None = None) -> str:
+    """Zset of one owner's task ids (all, or one status), scored by creation sequence."""
+    suffix = f":{Status(status).value}" if status else ""
+    return f"{PREFIX}:owner:{owner}:tasks{suffix}"
+
+
+def owner_expiry(owner: str) -> str:
+    """Zset of one owner's finished task ids -> unix time their data expires."""
+    return f"{PREFIX}:owner:{owner}:expiry"
+
+
+# Gateway API keys: only SHA-256 digests are stored, never a key itself.
+API_KEYS = f"{PREFIX}:apikeys"  # hash visible prefix -> digest (list, revoke, uniqueness)
+
+
+def api_key(digest: str) -> str:
+    """Hash of one key's record (prefix, name, rate, created_at, revoked_at)."""
+    return f"{PREFIX}:apikey:{digest}"
+
+
+# Gateway rate limits and idempotency, per identity ("key:<prefix>" or "ip:<address>").
+def rate_bucket(group: str, identity: str) -> str:
+    """Hash of one token bucket (tokens, at)."""
+    return f"{PREFIX}:ratelimit:{group}:{identity}"
+
+
+def idempotency(identity: str, digest: str) -> str:
+    """The stored answer to a submission made with one Idempotency-Key (digest of it)."""
+    return f"{PREFIX}:idempotency:{identity}:{digest}"

@@ -2,11 +2,14 @@
 
 Every write that spans several keys runs as one Lua script, so a crash or a racing
 replica never leaves a task half-stored, in two status indexes, or completed twice.
+A task with an owner (the gateway caller's identity) is indexed per owner too, by the same
+scripts, so an owner's listing follows status changes exactly like the global one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -14,19 +17,33 @@ from redis.asyncio import Redis
 from shared import keys
 from shared.tasks import FINAL_STATUSES, PRIORITY_ORDER, Status, Task, now
 
-# KEYS: hash, input, pending index, all index, stream, sequence
-# ARGV: task_id, input bytes, field, value, ...
+# KEYS: hash, input, pending index, all index, stream, sequence,
+#       [owner's all index, owner's pending index], [guard]
+# ARGV: task_id, input bytes, has owner (0/1), guard record ('' for none), guard ttl,
+#       field, value, ...
+# Returns {1, seq} when stored; {0, guard record} when the guard key already existed
+# (then nothing is written).
 _CREATE = """
+if ARGV[4] ~= '' then
+  local existing = redis.call('GET', KEYS[#KEYS])
+  if existing then return {0, existing} end
+end
 local seq = redis.call('INCR', KEYS[6])
-redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'seq', seq, unpack(ARGV, 6))
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[7], seq, ARGV[1])
+  redis.call('ZADD', KEYS[8], seq, ARGV[1])
+end
 redis.call('XADD', KEYS[5], '*', 'task_id', ARGV[1])
-return seq
+if ARGV[4] ~= '' then redis.call('SET', KEYS[#KEYS], ARGV[4], 'EX', ARGV[5]) end
+return {1, seq}
 """
 
-# KEYS: hash, input, output, attempts, pending, processing, completed, failed, all, expiry
+# KEYS: hash, input, output, attempts, pending, processing, completed, failed, all, expiry,
+#       [owner's all, pending, processing, completed, failed indexes, owner's expiry]
 # ARGV: task_id, new status, now, ttl, expected statuses (comma list), has_output,
 #       output, field, value, ...
 # Returns 1 on change, 0 when the current status is not an expected one, -1 if no task.
@@ -41,9 +58,15 @@ if not allowed then return 0 end
 local index = {pending=KEYS[5], processing=KEYS[6], completed=KEYS[7], failed=KEYS[8]}
 local new = ARGV[2]
 local seq = redis.call('HGET', KEYS[1], 'seq')
+local owned = #KEYS > 10
+local own = {pending=KEYS[12], processing=KEYS[13], completed=KEYS[14], failed=KEYS[15]}
 if cur ~= new then
   redis.call('ZREM', index[cur], ARGV[1])
   redis.call('ZADD', index[new], seq, ARGV[1])
+  if owned then
+    redis.call('ZREM', own[cur], ARGV[1])
+    redis.call('ZADD', own[new], seq, ARGV[1])
+  end
 end
 redis.call('HSET', KEYS[1], 'status', new, 'updated_at', ARGV[3])
 if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
@@ -58,9 +81,25 @@ if new == 'completed' or new == 'failed' then
   for _, id in ipairs(old) do
     for i = 5, 10 do redis.call('ZREM', KEYS[i], id) end
   end
+  if owned then
+    redis.call('ZADD', KEYS[16], t + ttl, ARGV[1])
+    local mine = redis.call('ZRANGEBYSCORE', KEYS[16], '-inf', t, 'LIMIT', 0, 100)
+    for _, id in ipairs(mine) do
+      for i = 11, 16 do redis.call('ZREM', KEYS[i], id) end
+    end
+  end
 end
 return 1
 """
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A key that makes :meth:`TaskStore.create_once` store at most one task."""
+
+    key: str
+    record: bytes  # the value ``key`` gets when the task is created
+    ttl: int  # seconds ``key`` lives
 
 
 class TaskStore:
@@ -74,23 +113,51 @@ class TaskStore:
 
     async def create(self, task: Task, data: bytes) -> Task:
         """Store a new pending task and its input, index it and queue it, atomically."""
+        created, _ = await self._store(task, data, None)
+        return created
+
+    async def create_once(self, task: Task, data: bytes, guard: Guard) -> bytes | None:
+        """:meth:`create`, unless ``guard.key`` exists: then nothing is written and its
+        value is returned. Otherwise ``guard.key`` is set to ``guard.record`` in the same
+        script, so concurrent callers with one guard key create exactly one task."""
+        _, existing = await self._store(task, data, guard)
+        return existing
+
+    async def _store(
+        self, task: Task, data: bytes, guard: Guard | None
+    ) -> tuple[Task, bytes | None]:
         fields = task.to_hash()
         fields.pop("seq", None)
         flat = [item for pair in fields.items() for item in pair]
-        task.seq = int(
-            await self._create(
-                keys=[
-                    keys.task(task.task_id),
-                    keys.task_input(task.task_id),
-                    keys.status_index(Status.PENDING),
-                    keys.ALL_TASKS,
-                    keys.stream(task.priority),
-                    keys.SEQUENCE,
-                ],
-                args=[task.task_id, data, *flat],
-            )
+        owner_keys = (
+            [keys.owner_index(task.owner), keys.owner_index(task.owner, Status.PENDING)]
+            if task.owner
+            else []
         )
-        return task
+        created, value = await self._create(
+            keys=[
+                keys.task(task.task_id),
+                keys.task_input(task.task_id),
+                keys.status_index(Status.PENDING),
+                keys.ALL_TASKS,
+                keys.stream(task.priority),
+                keys.SEQUENCE,
+                *owner_keys,
+                *([guard.key] if guard else []),
+            ],
+            args=[
+                task.task_id,
+                data,
+                "1" if owner_keys else "0",
+                guard.record if guard else b"",
+                guard.ttl if guard else 0,
+                *flat,
+            ],
+        )
+        if int(created) == 0:
+            return task, value
+        task.seq = int(value)
+        return task, None
 
     async def get(self, task_id: str) -> Task | None:
         raw = await self.redis.hgetall(keys.task(task_id))
@@ -122,6 +189,16 @@ class TaskStore:
         if to in FINAL_STATUSES:
             extra.setdefault("completed_at", str(t))
         flat = [item for pair in extra.items() for item in pair]
+        # The owner never changes after creation, so reading it first cannot race.
+        owner = await self.redis.hget(keys.task(task_id), "owner")
+        owner_keys = []
+        if owner:
+            name = owner.decode()
+            owner_keys = [
+                keys.owner_index(name),
+                *(keys.owner_index(name, s) for s in Status),
+                keys.owner_expiry(name),
+            ]
         moved = await self._transition(
             keys=[
                 keys.task(task_id),
@@ -131,6 +208,7 @@ class TaskStore:
                 *(keys.status_index(s) for s in Status),
                 keys.ALL_TASKS,
                 keys.EXPIRY_INDEX,
+                *owner_keys,
             ],
             args=[
                 task_id,
@@ -146,10 +224,19 @@ class TaskStore:
         return int(moved) == 1
 
     async def list(
-        self, status: Status | None = None, limit: int = 10, cursor: int | None = None
+        self,
+        status: Status | None = None,
+        limit: int = 10,
+        cursor: int | None = None,
+        *,
+        owner: str | None = None,
     ) -> tuple[list[Task], int | None]:
-        """Newest first. ``cursor`` is the seq to continue below; returns (tasks, next)."""
-        index = keys.status_index(status) if status else keys.ALL_TASKS
+        """Newest first, of every task or only ``owner``'s. ``cursor`` is the seq to continue
+        below; returns (tasks, next)."""
+        if owner is not None:
+            index = keys.owner_index(owner, status)
+        else:
+            index = keys.status_index(status) if status else keys.ALL_TASKS
         top = f"({cursor}" if cursor is not None else "+inf"
         rows = await self.redis.zrevrangebyscore(
             index, top, "-inf", start=0, num=limit + 1, withscores=True

@@ -1,8 +1,9 @@
 """The gateway's aiohttp application factory, and the entry point gunicorn workers call.
 
-Middleware order (outermost first): request logging + metrics, then JSON errors. Later
-middlewares (CORS, API keys, rate limits) go after the error middleware, so their refusals
-are rendered as JSON and still logged and counted.
+Middleware order (outermost first): request logging + metrics, JSON errors, API keys
+(sets the caller's identity), rate limits (per identity). The last two come after the
+error middleware, so their 401s and 429s are rendered as JSON and still logged and
+counted. CORS is aiohttp-cors' response hook plus preflight routes, added last.
 """
 
 from __future__ import annotations
@@ -14,13 +15,25 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from services.gateway.apikeys import ApiKeys
+from services.gateway.auth import auth_middleware
+from services.gateway.cors import setup_cors
 from services.gateway.docs import docs_page
 from services.gateway.errors import error_middleware
 from services.gateway.health import health
 from services.gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
 from services.gateway.openapi import build_spec, openapi_json
+from services.gateway.policy import document
+from services.gateway.ratelimit import LIMITER, RateLimiter, ratelimit_middleware
 from services.gateway.settings import GatewaySettings
-from services.gateway.state import OPENAPI_SPEC, REDIS, SETTINGS, STORE, SUBMISSION_KINDS
+from services.gateway.state import (
+    API_KEYS,
+    OPENAPI_SPEC,
+    REDIS,
+    SETTINGS,
+    STORE,
+    SUBMISSION_KINDS,
+)
 from services.gateway.stats import stats
 from services.gateway.submissions import submission_handler, task_kinds
 from services.gateway.tasks import get_output, get_task, list_tasks
@@ -40,6 +53,8 @@ async def redis_pool(app: web.Application) -> AsyncIterator[None]:
     redis = create_redis(settings)
     app[REDIS] = redis
     app[STORE] = TaskStore(redis, settings.result_ttl)
+    app[API_KEYS] = ApiKeys(redis)
+    app[LIMITER] = RateLimiter(redis)
     try:
         async with asyncio.timeout(settings.health_timeout):
             await redis.ping()
@@ -72,6 +87,8 @@ def create_app(settings: GatewaySettings) -> web.Application:
         middlewares=[
             request_logging_middleware("gateway.http", observe=metrics.observe),
             error_middleware,
+            auth_middleware,
+            ratelimit_middleware,
         ],
     )
     app[SETTINGS] = settings
@@ -79,7 +96,10 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[SUBMISSION_KINDS] = task_kinds(settings)
     app.cleanup_ctx.append(redis_pool)
     add_routes(app)
-    app[OPENAPI_SPEC] = build_spec(app)
+    spec = build_spec(app)
+    document(spec, app, settings)
+    app[OPENAPI_SPEC] = spec
+    setup_cors(app, settings)
     return app
 
 

@@ -1,13 +1,17 @@
-"""JSON request bodies: media type, size (aiohttp's client_max_size), syntax, top-level object."""
+"""Request bodies: JSON (media type, size, syntax, top-level object) and the read deadline."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import structlog
 from aiohttp import web
 
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, error_response
+from shared.http import REQUEST_ID_HEADER, REQUEST_ID_KEY
+
+log = structlog.get_logger("gateway.bodies")
 
 JSON = "application/json"
 
@@ -32,3 +36,21 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
     return body
+
+
+async def body_timeout(request: web.Request, seconds: float) -> web.Response:
+    """Answer 408 to a body that did not arrive in time, then close the connection.
+
+    The answer is sent here, not returned for sending: aiohttp would otherwise keep the
+    connection for up to 10 s more (its lingering close, reading what is left of the body),
+    and a stalled client is owed nothing after its answer."""
+    log.info("body_timeout", path=request.path, seconds=seconds)
+    response = error_response(
+        408, "request_timeout", f"the request body did not arrive within {seconds:g} s"
+    )
+    response.headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_KEY, "")
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response

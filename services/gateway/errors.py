@@ -23,6 +23,7 @@ log = structlog.get_logger("gateway.errors")
 RETRY_AFTER = "5"
 
 _HTTP_CODES = {
+    403: "forbidden",  # aiohttp-cors refusing a preflight
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",

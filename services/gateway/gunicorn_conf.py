@@ -3,6 +3,7 @@
     gunicorn -c python:services.gateway.gunicorn_conf services.gateway.app:gunicorn_app
 
 Binds HOST:PORT with WORKERS processes (command-line flags such as ``-w`` still win),
+closes connections idle for IDLE_TIMEOUT,
 uses aiohttp's uvloop worker when uvloop is installed, and points prometheus-client at a
 shared directory so /metrics sums every worker.
 """
@@ -10,6 +11,7 @@ shared directory so /metrics sums every worker.
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 import shutil
 import tempfile
@@ -21,6 +23,9 @@ _settings = load_or_exit(GatewaySettings)
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
+# aiohttp's worker passes this on as keepalive_timeout: IDLE_TIMEOUT, also the deadline for
+# a connection's first request head.
+keepalive = max(1, math.ceil(_settings.idle_timeout))  # gunicorn wants whole seconds
 worker_class = (
     "aiohttp.GunicornUVLoopWebWorker"
     if importlib.util.find_spec("uvloop")

@@ -8,6 +8,7 @@ language list come from settings, hence the schemas are built per app by
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,26 @@ class CodedLength(validate.Length):
             raise ValidationError(Problem(self.code, str(exc.messages[0]))) from None
 
 
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: An absolute http(s) URL: a host name or IPv4 address (dot-separated labels) or a
+#: bracketed IPv6 literal, an optional port, then optionally a path, query or fragment of
+#: visible ASCII. The OpenAPI document carries this very expression as the field's
+#: pattern, so what the spec admits and what the gateway accepts cannot drift apart.
+CALLBACK_URL = (
+    rf"^[Hh][Tt][Tt][Pp][Ss]?://(?:{_LABEL}(?:\.{_LABEL})*|\[[0-9A-Fa-f:.]+\])"
+    r"(?::[0-9]{1,5})?(?:[/?#][!-~]*)?$"
+)
+_CALLBACK_URL = re.compile(CALLBACK_URL)
+
+
+def is_callback_url(value: str) -> None:
+    """Reject anything but an absolute http(s) URL (:data:`CALLBACK_URL`)."""
+    if not _CALLBACK_URL.fullmatch(value):
+        raise ValidationError(
+            Problem("invalid_callback_url", "callback_url: not an absolute http(s) URL")
+        )
+
+
 def not_blank(value: str) -> None:
     """Reject text that is empty or only whitespace."""
     if not value.strip():
@@ -61,7 +82,7 @@ class Upload:
 
     filename: str | None
     content_type: str | None
-    data: bytes
+    data: bytes | bytearray
 
 
 class UploadField(fields.Field):
@@ -111,8 +132,9 @@ class TaskListQuery(StrictSchema):
     )
 
 
-def _options(settings: GatewaySettings) -> dict[str, fields.Field]:
-    """The fields every task type shares (fresh instances: fields are bound to one schema)."""
+def _options(settings: GatewaySettings, *, form: bool) -> dict[str, fields.Field]:
+    """The fields every task type shares (fresh instances: fields are bound to one schema).
+    A form cannot carry null, so there callback_url is a string or left out."""
     return {
         "source_language": fields.String(
             load_default=settings.default_language,
@@ -130,22 +152,23 @@ def _options(settings: GatewaySettings) -> dict[str, fields.Field]:
             validate=validate.OneOf([p.value for p in PRIORITY_ORDER]),
             metadata={"description": "queue to wait in", "error_code": "invalid_priority"},
         ),
-        "callback_url": fields.Url(
-            load_default=None,
-            allow_none=True,
-            schemes={"http", "https"},
-            require_tld=False,
-            validate=validate.Length(max=MAX_CALLBACK_URL),
+        "callback_url": fields.String(
+            # A form leaves it out (no default shown in the spec); JSON may say null.
+            **({} if form else {"load_default": None, "allow_none": True}),
+            validate=[validate.Length(max=MAX_CALLBACK_URL), is_callback_url],
             metadata={
                 "description": "absolute http(s) URL that receives the task when it finishes",
                 "error_code": "invalid_callback_url",
+                "pattern": CALLBACK_URL,
             },
         ),
     }
 
 
-def _schema(name: str, own: dict[str, fields.Field], settings: GatewaySettings) -> Schema:
-    return type(name, (StrictSchema,), {**own, **_options(settings)})()
+def _schema(
+    name: str, own: dict[str, fields.Field], settings: GatewaySettings, *, form: bool = False
+) -> Schema:
+    return type(name, (StrictSchema,), {**own, **_options(settings, form=form)})()
 
 
 def _text(max_chars: int, what: str) -> dict[str, fields.Field]:
@@ -153,7 +176,8 @@ def _text(max_chars: int, what: str) -> dict[str, fields.Field]:
         "text": fields.String(
             required=True,
             validate=[not_blank, CodedLength("text_too_long", max=max_chars)],
-            metadata={"description": what, "error_code": "invalid_text"},
+            # not_blank as the spec says it: at least one character that is not whitespace.
+            metadata={"description": what, "error_code": "invalid_text", "pattern": r"\S"},
         )
     }
 
@@ -173,7 +197,7 @@ def submission_schemas(settings: GatewaySettings) -> dict[TaskType, Schema]:
     )
     return {
         TaskType.TRANSCRIPTION: _schema(
-            "TranscriptionSubmission", {"audio_file": audio_file}, settings
+            "TranscriptionSubmission", {"audio_file": audio_file}, settings, form=True
         ),
         TaskType.TTS: _schema(
             "TtsSubmission", _text(settings.tts_max_chars, "text to speak"), settings

@@ -1,12 +1,16 @@
-"""Gateway settings: where to listen, upload and text limits, accepted languages."""
+"""Gateway settings: where to listen, upload and text limits, accepted languages, and the
+protections in front of them (API keys, rate limits, proxies, CORS, idempotency, timeouts)."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
+from services.gateway.clientip import NetworkList
+from services.gateway.rates import DEFAULT_LIMITS, Limit, LimitsField
 from shared.settings import (
     RedisSettings,
     SettingsError,
@@ -43,8 +47,40 @@ class CodeList(fields.Field):
         return codes
 
 
-def _seconds() -> fields.Float:
-    return fields.Float(validate=validate.Range(min=0.1, max=60))
+class NameList(fields.Field):
+    """A comma-separated list of HTTP tokens (methods, header names), loaded as a tuple."""
+
+    def __init__(self, *, upper: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.upper = upper
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple:
+        if not isinstance(value, str):
+            raise ValidationError("a comma-separated list")
+        names = [n.strip().upper() if self.upper else n.strip() for n in value.split(",")]
+        names = list(dict.fromkeys(n for n in names if n))
+        if not all(re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", n) for n in names):
+            raise ValidationError("names such as GET,POST or Authorization,Content-Type")
+        return tuple(names)
+
+
+class OriginList(fields.Field):
+    """CORS origins: ``scheme://host[:port]`` entries, or ``*`` for any origin."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple:
+        if not isinstance(value, str):
+            raise ValidationError("a comma-separated list of origins")
+        origins = tuple(dict.fromkeys(o.strip().rstrip("/") for o in value.split(",") if o.strip()))
+        for origin in origins:
+            if origin != "*" and not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValidationError(
+                    f"{origin!r} is not an origin such as https://app.example.com"
+                )
+        return origins
+
+
+def _seconds(max_seconds: float = 60) -> fields.Float:
+    return fields.Float(validate=validate.Range(min=0.1, max=max_seconds))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +117,54 @@ class GatewaySettings(RedisSettings):
     )
     workers: int = setting(
         positive_int_field(), 4, "worker processes when run under gunicorn (gunicorn_conf.py)"
+    )
+    api_keys_required: bool = setting(
+        fields.Boolean(),
+        False,
+        "true: submissions and task reads need an API key (401 without); "
+        "false: anonymous callers are identified by their address",
+    )
+    rate_limits: tuple[Limit, ...] = setting(
+        LimitsField(),
+        DEFAULT_LIMITS,
+        "token buckets per identity for the endpoint groups submit, read and meta, "
+        "e.g. submit=60/min,read=600/min; off disables one (docs/api.md)",
+    )
+    trusted_proxies: tuple = setting(
+        NetworkList(),
+        (),
+        "comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed",
+    )
+    cors_allow_origins: tuple[str, ...] = setting(
+        OriginList(),
+        (),
+        "origins browsers may call the API from (https://app.example.com, or *); "
+        "none by default: no CORS",
+    )
+    cors_allow_methods: tuple[str, ...] = setting(
+        NameList(upper=True), ("GET", "POST"), "methods allowed to CORS origins"
+    )
+    cors_allow_headers: tuple[str, ...] = setting(
+        NameList(),
+        ("Authorization", "Content-Type", "Idempotency-Key", "X-API-Key", "X-Request-ID"),
+        "request headers allowed to CORS origins",
+    )
+    cors_max_age: int = setting(
+        fields.Integer(validate=validate.Range(min=0, max=86400)),
+        600,
+        "seconds browsers may cache a CORS preflight answer",
+    )
+    idempotency_ttl: int = setting(
+        positive_int_field(), 86400, "seconds an Idempotency-Key and its answer are kept"
+    )
+    body_timeout: float = setting(
+        _seconds(3600), 120.0, "seconds a client has to send a whole request body; slower gets 408"
+    )
+    idle_timeout: float = setting(
+        _seconds(3600),
+        15.0,
+        "seconds a connection may wait for a complete request head (first or next keep-alive "
+        "request) before it is closed",
     )
 
     def check(self) -> None:

@@ -1,14 +1,16 @@
 """Task submission: one table row per task type, one code path for all of them.
 
-A request goes: read the body (multipart or JSON) -> validate with the type's schema ->
-:func:`submit` (estimate, store atomically, count) -> 202 with Location. Nothing touches
-Redis before validation passes, so a rejected request stores nothing. :func:`submit` takes
-an already validated request and the caller's identity, so API keys, rate limits and
-Idempotency-Key can wrap it without knowing how bodies are parsed.
+A request goes (after the auth and rate-limit middlewares): read the body (multipart or
+JSON, within BODY_TIMEOUT) -> validate with the type's schema -> :func:`submit` (estimate,
+store atomically, count) -> 202 with Location. Nothing touches Redis before validation
+passes, so a rejected request stores nothing. :func:`submit` takes an already validated
+request, the caller's identity (stored as the task's owner) and, with an Idempotency-Key,
+the claim that the store checks in the same script that stores the task.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +18,10 @@ import structlog
 from aiohttp import web
 from marshmallow import Schema
 
-from services.gateway.bodies import JSON, read_json
+from services.gateway import idempotency
+from services.gateway.bodies import JSON, body_timeout, read_json
 from services.gateway.eta import estimate
+from services.gateway.idempotency import Claim
 from services.gateway.metrics import METRICS
 from services.gateway.openapi import error_response, json_content, operation
 from services.gateway.responses import SubmissionAccepted
@@ -62,7 +66,7 @@ class TaskKind:
             return await read_form(request, {self.input_field}, settings.max_upload_bytes)
         return await read_json(request)
 
-    def input_bytes(self, data: dict[str, Any]) -> bytes:
+    def input_bytes(self, data: dict[str, Any]) -> bytes | bytearray:
         """What the validator hands to miners: the audio bytes, or the text as UTF-8."""
         value = data[self.input_field]
         return value.data if isinstance(value, Upload) else value.encode()
@@ -77,9 +81,14 @@ def task_kinds(settings: GatewaySettings) -> tuple[TaskKind, ...]:
 
 
 async def submit(
-    app: web.Application, kind: TaskKind, data: dict[str, Any], owner: str | None
-) -> dict[str, Any]:
-    """Queue a validated submission; returns the 202 body (the seed README's shape)."""
+    app: web.Application,
+    kind: TaskKind,
+    data: dict[str, Any],
+    owner: str | None,
+    claim: Claim | None = None,
+) -> web.Response:
+    """Queue a validated submission: 202 with the seed README's body and Location. With an
+    Idempotency-Key ``claim``, a repeat gets the first answer instead (or 422)."""
     settings = app[SETTINGS]
     payload = kind.input_bytes(data)
     task = Task(
@@ -87,7 +96,7 @@ async def submit(
         task_type=kind.task_type,
         language=data["source_language"],
         priority=Priority(data["priority"]),
-        callback_url=data["callback_url"],
+        callback_url=data.get("callback_url"),
         input_size=len(payload),
         owner=owner,
     )
@@ -98,7 +107,22 @@ async def submit(
         samples=settings.eta_samples,
         concurrency=settings.max_concurrent_tasks,
     )
-    await app[STORE].create(task, payload)
+    body = {
+        "task_id": task.task_id,
+        "status": Status.PENDING.value,
+        "message": kind.message,
+        "estimated_completion_time": eta,
+        "task_type": task.task_type.value,
+        "source_language": task.language,
+    }
+    location = str(app.router["get_task"].url_for(task_id=task.task_id))
+    if claim is None:
+        await app[STORE].create(task, payload)
+    else:
+        stored = await app[STORE].create_once(task, payload, claim.guard(body, location))
+        if stored is not None:
+            log.info("idempotent_replay", task_type=task.task_type.value, owner=owner)
+            return claim.replay(stored)
     app[METRICS].submissions.labels(task.task_type.value, task.priority.value).inc()
     log.info(
         "task_submitted",
@@ -107,26 +131,29 @@ async def submit(
         priority=task.priority.value,
         input_size=task.input_size,
         estimate=eta,
+        owner=owner,
     )
-    return {
-        "task_id": task.task_id,
-        "status": Status.PENDING.value,
-        "message": kind.message,
-        "estimated_completion_time": eta,
-        "task_type": task.task_type.value,
-        "source_language": task.language,
-    }
+    return web.json_response(body, status=202, headers={"Location": location})
 
 
 def submission_handler(kind: TaskKind) -> Handler:
     """The POST handler for one task type, documented from the same schema it validates with."""
 
     async def handler(request: web.Request) -> web.Response:
-        raw = await kind.read(request, request.app[SETTINGS])
+        settings = request.app[SETTINGS]
+        key = idempotency.header_value(request)
+        try:
+            async with asyncio.timeout(settings.body_timeout):
+                raw = await kind.read(request, settings)
+        except TimeoutError:
+            return await body_timeout(request, settings.body_timeout)
         data = load(kind.schema, raw)
-        body = await submit(request.app, kind, data, owner=request.get(IDENTITY))
-        location = str(request.app.router["get_task"].url_for(task_id=body["task_id"]))
-        return web.json_response(body, status=202, headers={"Location": location})
+        owner = request.get(IDENTITY)
+        claim = None
+        if key is not None:
+            fingerprint = idempotency.fingerprint(kind.task_type.value, data)
+            claim = Claim(owner or "", key, fingerprint, settings.idempotency_ttl)
+        return await submit(request.app, kind, data, owner, claim)
 
     handler.__name__ = f"submit_{kind.task_type.value}"
     too_large = "the audio file" if kind.media_type == MULTIPART else "the JSON body"
@@ -135,6 +162,7 @@ def submission_handler(kind: TaskKind) -> Handler:
         tags=["tasks"],
         description=f"Queue a {kind.task_type.value} task. Answers 202 with "
         "`Location: /api/v1/tasks/{task_id}`; poll that URL for the result.",
+        parameters=[idempotency.PARAMETER],
         requestBody={"required": True, "content": {kind.media_type: {"schema": kind.schema}}},
         responses={
             "202": {
@@ -143,13 +171,20 @@ def submission_handler(kind: TaskKind) -> Handler:
                     "Location": {
                         "description": "the task's status URL",
                         "schema": {"type": "string"},
-                    }
+                    },
+                    idempotency.REPLAYED_HEADER: {
+                        "description": "true when this is the stored answer to an earlier "
+                        "request with the same Idempotency-Key",
+                        "schema": {"type": "string", "enum": ["true"]},
+                    },
                 },
                 "content": json_content(SubmissionAccepted),
             },
             "400": error_response("invalid input; nothing was stored"),
+            "408": error_response("the body did not arrive within BODY_TIMEOUT seconds"),
             "413": error_response(f"{too_large} exceeds the size limit"),
             "415": error_response(f"the body is not {kind.media_type}"),
+            "422": error_response("the Idempotency-Key was used for a different request"),
             "503": error_response("Redis is unreachable; retry later"),
         },
     )(handler)

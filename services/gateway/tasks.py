@@ -1,4 +1,8 @@
-"""Reading tasks: one task's status, its raw output, and the newest-first listing."""
+"""Reading tasks: one task's status, its raw output, and the newest-first listing.
+
+Only the identity that submitted a task (its API key, or its address when anonymous) can
+read or list it. Anyone else gets the same 404 as for a task that does not exist, so
+task ids cannot be probed."""
 
 from __future__ import annotations
 
@@ -10,8 +14,7 @@ from services.gateway.errors import ApiError
 from services.gateway.openapi import error_response, json_content, operation
 from services.gateway.responses import TaskList, TaskView
 from services.gateway.schemas import TaskListQuery, load
-from services.gateway.state import STORE
-from shared.store import TaskStore
+from services.gateway.state import IDENTITY, STORE
 from shared.tasks import OUTPUT_MEDIA_TYPE, Status, Task, public_view
 
 _LIST_QUERY = TaskListQuery()
@@ -25,15 +28,16 @@ TASK_ID_PARAM = {
 }
 
 
-async def _find(store: TaskStore, task_id: str) -> Task:
-    """The task, or 404. Ids that are no UUID cannot exist, so Redis is not asked."""
+async def _find(request: web.Request) -> Task:
+    """The caller's task, or 404. Ids that are no UUID cannot exist: Redis is not asked."""
+    task_id = request.match_info["task_id"]
     try:
         uuid.UUID(task_id)
     except ValueError:
         task = None
     else:
-        task = await store.get(task_id)
-    if task is None:
+        task = await request.app[STORE].get(task_id)
+    if task is None or task.owner is None or task.owner != request.get(IDENTITY):
         raise ApiError(404, "task_not_found", f"no task {task_id!r}", "task_id")
     return task
 
@@ -44,14 +48,16 @@ async def _find(store: TaskStore, task_id: str) -> Task:
     parameters=[TASK_ID_PARAM],
     responses={
         "200": {"description": "the task", "content": json_content(TaskView)},
-        "404": error_response("no such task (or it expired after RESULT_TTL)"),
+        "404": error_response(
+            "no such task, it expired after RESULT_TTL, or another identity submitted it"
+        ),
         "503": error_response("Redis is unreachable"),
     },
 )
 async def get_task(request: web.Request) -> web.Response:
     """The seed README's shape; a completed task's result carries output_data (base64)."""
     store = request.app[STORE]
-    task = await _find(store, request.match_info["task_id"])
+    task = await _find(request)
     output = await store.get_output(task.task_id) if task.status is Status.COMPLETED else None
     return web.json_response(public_view(task, output))
 
@@ -68,7 +74,7 @@ async def get_task(request: web.Request) -> web.Response:
                 "text/plain": {"schema": {"type": "string"}},
             },
         },
-        "404": error_response("no such task, or its output expired"),
+        "404": error_response("no such task (or not the caller's), or its output expired"),
         "409": error_response("the task has not completed (code output_not_ready)"),
         "503": error_response("Redis is unreachable"),
     },
@@ -76,7 +82,7 @@ async def get_task(request: web.Request) -> web.Response:
 async def get_output(request: web.Request) -> web.Response:
     """The output bytes themselves, with the media type of the task's kind."""
     store = request.app[STORE]
-    task = await _find(store, request.match_info["task_id"])
+    task = await _find(request)
     if task.status is not Status.COMPLETED:
         raise ApiError(
             409, "output_not_ready", f"the task is {task.status.value}, not completed", "task_id"
@@ -88,7 +94,7 @@ async def get_output(request: web.Request) -> web.Response:
 
 
 @operation(
-    "List tasks, newest first",
+    "List the caller's tasks, newest first",
     tags=["tasks"],
     parameters=[{"in": "query", "schema": TaskListQuery}],
     responses={
@@ -98,12 +104,15 @@ async def get_output(request: web.Request) -> web.Response:
     },
 )
 async def list_tasks(request: web.Request) -> web.Response:
-    """Pages through a status index (or all tasks). Listed results leave output_data null:
-    fetch the task itself for its output."""
+    """Pages through the caller's own index (by status, or all of them). Listed results
+    leave output_data null: fetch the task itself for its output."""
     query = load(_LIST_QUERY, dict(request.query))
     status = Status(query["status"]) if "status" in query else None
     tasks, cursor = await request.app[STORE].list(
-        status=status, limit=query["limit"], cursor=query.get("cursor")
+        status=status,
+        limit=query["limit"],
+        cursor=query.get("cursor"),
+        owner=request.get(IDENTITY, ""),
     )
     return web.json_response(
         {

@@ -11,6 +11,7 @@ from collections.abc import Collection
 from typing import Any
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http import HttpProcessingError
 
 from services.gateway.errors import ApiError
 from services.gateway.schemas import Upload
@@ -58,24 +59,21 @@ async def read_form(
                 form[name] = await _read_file(part, name, max_file_bytes)
             else:
                 form[name] = await _read_text(part, name)
-    except ValueError as exc:
-        # aiohttp's multipart parser reports a malformed body (no boundary, bad framing)
-        # as ValueError.
+    except (ValueError, HttpProcessingError) as exc:
+        # aiohttp's multipart parser reports a malformed body (no boundary, bad framing) as
+        # ValueError, and a malformed part head as HttpProcessingError (found by fuzzing).
         raise ApiError(400, "invalid_multipart", f"malformed multipart body: {exc}") from None
     return form
 
 
 async def _read_file(part: BodyPartReader, name: str, limit: int) -> Upload:
-    chunks: list[bytes] = []
-    size = 0
+    # One growing buffer, handed on as is: joining chunks would hold the file twice.
+    data = bytearray()
     while chunk := await part.read_chunk(CHUNK_BYTES):
-        size += len(chunk)
-        if size > limit:
+        if len(data) + len(chunk) > limit:
             raise _too_large(name, limit)
-        chunks.append(chunk)
-    return Upload(
-        filename=part.filename, content_type=part.headers.get("Content-Type"), data=b"".join(chunks)
-    )
+        data += chunk
+    return Upload(filename=part.filename, content_type=part.headers.get("Content-Type"), data=data)
 
 
 async def _read_text(part: BodyPartReader, name: str) -> str:

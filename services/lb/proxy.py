@@ -102,7 +102,9 @@ async def transcribe(request: web.Request) -> web.StreamResponse:
     tried: list[Instance] = []
     while (instance := choose(pool, tried)) is not None:
         tried.append(instance)
-        log.info(
+        # A first choice is routine: at DEBUG, so INFO costs one log line per request (the
+        # shared "request" line), not two. A failover is worth seeing at INFO.
+        (log.info if len(tried) > 1 else log.debug)(
             "routed",
             instance=instance.url,
             load=instance.load,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import array
 import io
+import itertools
 import re
 import struct
 import sys
@@ -32,6 +33,9 @@ TOP_CONTENT_WORDS = 20
 LENGTH_BAND = (0.05, 0.5)
 #: LCS is quadratic; longer texts are cut to this many words before ROUGE-L.
 MAX_LCS_WORDS = 1000
+#: WER alignment is quadratic too: transcripts are compared on their first this many words
+#: (over an hour of speech), so two huge hostile answers cannot hold a replica for hours.
+MAX_WER_WORDS = 10_000
 
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before
@@ -45,17 +49,28 @@ STOPWORDS = frozenset(
 )
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased words without punctuation: the unit every text comparison works on."""
-    return _WORD.findall(text.lower())
+def words(text: str, limit: int | None = None) -> list[str]:
+    """Lower-cased words without punctuation: the unit every text comparison works on.
+
+    ``limit`` stops after that many words, without scanning the rest of a huge text.
+    """
+    if limit is None:
+        return _WORD.findall(text.lower())
+    return [m.group() for m in itertools.islice(_WORD.finditer(text.lower()), limit)]
 
 
 def wer_accuracy(reference: str, hypothesis: str) -> float:
-    """1 - word error rate of ``hypothesis`` against ``reference``, floored at 0."""
-    ref, hyp = words(reference), words(hypothesis)
+    """1 - word error rate of ``hypothesis`` against ``reference``, floored at 0.
+
+    Both are compared on their first MAX_WER_WORDS words at most.
+    """
+    ref = words(reference, MAX_WER_WORDS)
+    cut = len(ref) == MAX_WER_WORDS  # a long reference: both are compared on its first words
+    # Twice the reference's length is all it takes to decide (see below): read no further.
+    hyp = words(hypothesis, MAX_WER_WORDS if cut else max(1, 2 * len(ref)))
     if not ref:
         return 1.0 if not hyp else 0.0
-    if len(hyp) >= 2 * len(ref):
+    if not cut and len(hyp) >= 2 * len(ref):
         # Insertions alone already make WER >= 1; skip aligning a hostile, huge answer.
         return 0.0
     error = jiwer.wer(" ".join(ref), " ".join(hyp)) if hyp else 1.0

@@ -41,6 +41,8 @@ SERVICES: dict[str, str] = {
 #: .env.example. An empty value marks what the operator MUST fill in (COMPOSE_REQUIRED).
 COMPOSE_VALUES: dict[str, str] = {
     "ENVIRONMENT": "production",
+    "API_KEYS_REQUIRED": "true",  # the gateway faces the internet: no anonymous tasks
+    "RATE_LIMITS": "submit=60/min,read=600/min,meta=120/min",
     "BT_WALLET_PATH": "/wallets",  # where compose.yaml mounts WALLETS_DIR
     "WEBHOOK_SECRET": "",
     "INSTANCE_1_URL": "",

@@ -162,6 +162,35 @@ async def test_concurrency_limit_queues_jobs_and_counts_them_active(aiohttp_clie
     assert (await (await client.get("/health")).json())["active_jobs"] == 0
 
 
+async def test_outside_jobs_hold_slots_and_show_in_health(aiohttp_client):
+    app = whisperx.create_app(concurrency=2, outside_jobs=1, seconds_per_audio_second=0.2)
+    client = await aiohttp_client(app)
+    assert (await (await client.get("/health")).json())["active_jobs"] == 1
+    # One slot is left: a second job queues behind the first, and both count as active.
+    jobs = [
+        asyncio.create_task(
+            client.post("/v1/audio/transcriptions", data=form(synthesize("x", 1.0)))
+        )
+        for _ in range(2)
+    ]
+    for _ in range(2000):
+        if (await (await client.get("/health")).json())["active_jobs"] == 3:
+            break
+        await asyncio.sleep(0.005)
+    else:
+        raise AssertionError("the two jobs never counted as active beside the outside one")
+    assert app[whisperx.JOBS].slots.locked()
+    for response in await asyncio.gather(*jobs):
+        assert response.status == 200
+    assert (await (await client.get("/health")).json())["active_jobs"] == 1
+
+
+@pytest.mark.parametrize("outside", [-1, 2])
+def test_outside_jobs_must_leave_a_slot(outside):
+    with pytest.raises(ValueError, match="outside_jobs"):
+        whisperx.create_app(concurrency=2, outside_jobs=outside)
+
+
 async def test_discard_mode_counts_bytes_without_parsing(aiohttp_client):
     client = await aiohttp_client(whisperx.create_app(discard_audio=True))
     response = await client.post("/v1/audio/transcriptions", data=b"\0" * 3_000_000)

@@ -115,3 +115,26 @@ async def test_docs_page_lists_every_endpoint_without_scripts(client):
         for method in ops:
             assert f"{method.upper()}</span> <code>{path}</code>" in page
     assert "maxLength=10000" in page and "audio_file" in page
+
+
+@pytest.mark.parametrize("required", ["false", "true"])
+async def test_spec_shows_keys_limits_and_idempotency(make_gateway, redis, required):
+    client = await make_gateway(api_keys_required=required, rate_limits="read=off")
+    spec = await _spec(client)
+    openapi_spec_validator.validate(spec)
+    assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "apiKeyAuth"}
+    schemes = [{"bearerAuth": []}, {"apiKeyAuth": []}]
+    for path, method in [("/api/v1/tts", "post"), ("/api/v1/tasks/{task_id}", "get")]:
+        op = spec["paths"][path][method]
+        assert op["security"] == (schemes if required == "true" else [{}, *schemes])
+        assert {"401", "429"} <= set(op["responses"])
+        assert op["responses"]["429"]["headers"]["Retry-After"]["required"] is True
+    # Open routes stay open; probes are not limited at all.
+    assert spec["paths"]["/api/v1/stats"]["get"]["security"] == [{}, *schemes]
+    assert "429" not in spec["paths"]["/api/v1/health"]["get"]["responses"]
+    tts = spec["paths"]["/api/v1/tts"]["post"]
+    assert [p["name"] for p in tts["parameters"]] == ["Idempotency-Key"]
+    assert {"408", "422"} <= set(tts["responses"])
+    assert "RateLimit-Remaining" in tts["responses"]["202"]["headers"]
+    text = spec["components"]["schemas"]["TtsSubmission"]["properties"]["text"]
+    assert text["pattern"] == r"\S"

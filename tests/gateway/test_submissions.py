@@ -40,7 +40,9 @@ async def test_tts_is_stored_indexed_and_queued(client, redis):
 
     task = await _stored(redis, task_id)
     assert (task.task_type, task.language, task.priority.value) == ("tts", "fr", "high")
-    assert task.status is Status.PENDING and task.owner is None and task.callback_url is None
+    assert (
+        task.status is Status.PENDING and task.owner == "ip:127.0.0.1" and task.callback_url is None
+    )
     assert await redis.get(keys.task_input(task_id)) == "Héllo wörld".encode()
     assert task.input_size == len("Héllo wörld".encode())
     assert await redis.zscore(keys.status_index(Status.PENDING), task_id) == task.seq

@@ -148,8 +148,9 @@ async def test_finished_tasks_expire_after_result_ttl(client, redis):
     assert (await client.get(f"/api/v1/tasks/{task_id}/output")).status == 404
     listing = await (await client.get("/api/v1/tasks?status=completed")).json()
     assert listing["tasks"] == []
-    # The listing also dropped the stale index entry.
-    assert await redis.zscore(keys.status_index(Status.COMPLETED), task_id) is None
+    # The listing also dropped the stale entry from the caller's own index.
+    owner_index = keys.owner_index("ip:127.0.0.1", Status.COMPLETED)
+    assert await redis.zscore(owner_index, task_id) is None
 
 
 async def test_output_gone_while_task_remains_is_404(client, redis):

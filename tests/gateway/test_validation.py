@@ -132,6 +132,21 @@ async def test_transcription_needs_multipart(client, redis):
     await assert_nothing_stored(redis)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"--b\r\n126884114840603688960--b--\r\n",  # a part head that is no header (schemathesis)
+        b"--b\r\nContent-Disposition form-data\r\n\r\nx\r\n--b--\r\n",
+        b"--b\r\n: no-name\r\n\r\nx\r\n--b--\r\n",
+    ],
+)
+async def test_malformed_part_heads_are_400(client, redis, body):
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    resp = await client.post("/api/v1/transcription", data=body, headers=headers)
+    await _assert_error(resp, 400, "invalid_multipart", None)
+    await assert_nothing_stored(redis)
+
+
 async def test_text_endpoints_refuse_multipart(client, redis, wav):
     resp = await client.post("/api/v1/tts", data=audio_form(wav))
     await _assert_error(resp, 415, "unsupported_media_type", None)

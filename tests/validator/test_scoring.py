@@ -38,6 +38,17 @@ def test_tts_audio_checks():
     assert scoring.audio_problem(audio.synthesize(TEXT, 0.1), TEXT) == "implausible_duration"
 
 
+def test_wer_compares_long_transcripts_on_their_first_words():
+    """Past MAX_WER_WORDS both texts are cut at the same word count: a long honest
+    transcript still scores by its errors (one error counts 1 / MAX_WER_WORDS)."""
+    long = " ".join(f"w{i % 500}" for i in range(scoring.MAX_WER_WORDS * 3))
+    assert scoring.wer_accuracy(long, long) == 1.0
+    one_wrong = long.replace("w7 ", "seven ", 1)
+    assert scoring.wer_accuracy(long, one_wrong) == pytest.approx(1 - 1 / scoring.MAX_WER_WORDS)
+    junk = " ".join(f"j{i}" for i in range(scoring.MAX_WER_WORDS * 3))
+    assert scoring.consensus_accuracy([long, junk, long]) == [1.0, 0.0, 1.0]
+
+
 WAV = audio.synthesize(TEXT)
 
 
