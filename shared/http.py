@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
 
+from shared.ids import uuid4_hex
+
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop when uvloop is installed, else asyncio's default: uvloop's transports
+    and scheduler cost less CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def json_error(
@@ -45,7 +56,7 @@ def request_logging_middleware(
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        rid = request.headers.get(REQUEST_ID_HEADER, "")[:128] or uuid.uuid4().hex
+        rid = request.headers.get(REQUEST_ID_HEADER, "")[:128] or uuid4_hex()
         request[REQUEST_ID_KEY] = rid
         start = time.perf_counter()
         status = 500

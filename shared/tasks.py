@@ -9,10 +9,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from shared.ids import uuid4_str
 
 
 class TaskType(StrEnum):
@@ -56,7 +57,8 @@ OUTPUT_MEDIA_TYPE = {
 
 
 def new_task_id() -> str:
-    return str(uuid.uuid4())
+    """A random UUID (version 4), in its canonical string form."""
+    return uuid4_str()
 
 
 def now() -> float:
@@ -93,11 +95,11 @@ class Task:
     def to_hash(self) -> dict[str, str]:
         """Flat string fields for HSET; None values are left out."""
         out: dict[str, str] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+        for name in _TASK_FIELDS:
+            value = getattr(self, name)
             if value is None:
                 continue
-            out[f.name] = json.dumps(value) if f.name == "result" else str(value)
+            out[name] = json.dumps(value) if name == "result" else str(value)
         return out
 
     @classmethod
@@ -121,6 +123,10 @@ class Task:
             owner=d.get("owner"),
             seq=int(d.get("seq", 0)),
         )
+
+
+#: Task's field names in declaration order (``dataclasses.fields`` rebuilds them per call).
+_TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task))
 
 
 def public_view(task: Task, output: bytes | None = None) -> dict[str, Any]:

@@ -22,9 +22,10 @@ import structlog
 from aiohttp import web
 
 from services.gateway.apikeys import ApiKey, ApiKeys
-from services.gateway.app import create_app
+from services.gateway.app import create_app, freeze_startup_objects
 from services.gateway.rates import parse_limits
 from services.gateway.settings import GatewaySettings
+from shared.http import new_event_loop
 from shared.logging import configure_logging
 from shared.redis import create_redis
 from shared.settings import load_or_exit
@@ -36,14 +37,17 @@ MAX_NAME_CHARS = 100
 def serve(settings: GatewaySettings) -> None:
     configure_logging(settings.environment, settings.log_level)
     log = structlog.get_logger("gateway")
+    app = create_app(settings)
+    freeze_startup_objects()
     web.run_app(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         access_log=None,
         # Also the deadline for a connection's first request head: a client that connects
         # and stalls (slowloris) is dropped after it.
         keepalive_timeout=settings.idle_timeout,
+        loop=new_event_loop(),
         print=lambda _: log.info("gateway_listening", host=settings.host, port=settings.port),
     )
 

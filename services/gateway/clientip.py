@@ -9,6 +9,7 @@ anything it likes to the header, but not past the proxies that append to it.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from typing import Any
 
 from aiohttp import web
@@ -38,6 +39,9 @@ class NetworkList(fields.Field):
             raise ValidationError(f"not an address or CIDR: {exc}") from None
 
 
+# Cached: the same few peers and proxies call again and again, and ipaddress parses in
+# Python. Both functions are pure and their results immutable.
+@lru_cache(maxsize=4096)
 def parse_address(text: str) -> IPAddress | None:
     """An address from a peer name or a forwarded hop (``[v6]:port`` and ``v4:port`` too)."""
     text = text.strip()
@@ -78,6 +82,7 @@ def client_address(request: web.Request, proxies: tuple[IPNetwork, ...]) -> IPAd
     return address
 
 
+@lru_cache(maxsize=4096)
 def anonymous_identity(address: IPAddress | None) -> str:
     """``ip:<address>`` (IPv6 as its /64), the identity of a caller without an API key."""
     if address is None:

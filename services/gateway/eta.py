@@ -17,6 +17,7 @@ import math
 from redis.asyncio import Redis
 
 from shared import keys
+from shared.store import Probe, Snapshot
 from shared.tasks import DEFAULT_ESTIMATE, PRIORITY_ORDER, Priority, TaskType
 
 
@@ -38,14 +39,29 @@ def estimate_seconds(per_task: float, ahead: int, concurrency: int) -> int:
     return max(1, math.ceil(per_task * (ahead // max(1, concurrency) + 1)))
 
 
+def probe(task_type: TaskType, priority: Priority, *, samples: int) -> Probe:
+    """What the estimate reads: the streams at or above ``priority`` and recent durations,
+    for :meth:`shared.store.TaskStore.create_probed` to read while storing the task."""
+    ahead_of = PRIORITY_ORDER[: PRIORITY_ORDER.index(priority) + 1]
+    return Probe(ahead_of, task_type, samples)
+
+
+def from_snapshot(snapshot: Snapshot, task_type: TaskType, *, concurrency: int) -> int:
+    """The estimate from what a :func:`probe` read."""
+    return estimate_seconds(
+        mean_duration(snapshot.durations, task_type), snapshot.ahead, concurrency
+    )
+
+
 async def estimate(
     redis: Redis, task_type: TaskType, priority: Priority, *, samples: int, concurrency: int
 ) -> int:
-    """Read queue lengths and recent durations in one round trip and apply the formula."""
-    ahead_of = PRIORITY_ORDER[: PRIORITY_ORDER.index(priority) + 1]
+    """Read the :func:`probe`'s keys in one round trip, before storing, and apply the formula
+    (for submissions whose stored answer must contain the estimate: Idempotency-Key)."""
+    wanted = probe(task_type, priority, samples=samples)
     async with redis.pipeline(transaction=False) as pipe:
-        for p in ahead_of:
+        for p in wanted.streams:
             pipe.xlen(keys.stream(p))
         pipe.lrange(keys.durations(task_type), 0, samples - 1)
         *lengths, raw = await pipe.execute()
-    return estimate_seconds(mean_duration(raw, task_type), sum(lengths), concurrency)
+    return from_snapshot(Snapshot(sum(lengths), raw), task_type, concurrency=concurrency)

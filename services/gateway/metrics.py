@@ -79,11 +79,33 @@ class GatewayMetrics:
             multiprocess_mode="mostrecent",
         )
 
+        # Label children by label values: ``.labels()`` validates and locks on every call,
+        # and route patterns, methods and statuses are few.
+        self._requests: dict[tuple[str, str, int], Counter] = {}
+        self._latency: dict[tuple[str, str], Histogram] = {}
+        self._submissions: dict[tuple[str, str], Counter] = {}
+
     def observe(self, request: web.Request, status: int, seconds: float) -> None:
         """Record one answered request; the hook :func:`request_logging_middleware` calls."""
         route = route_name(request)
-        self.requests.labels(request.method, route, str(status)).inc()
-        self.latency.labels(request.method, route).observe(seconds)
+        method = request.method
+        counter = self._requests.get((method, route, status))
+        if counter is None:
+            counter = self.requests.labels(method, route, str(status))
+            self._requests[method, route, status] = counter
+        counter.inc()
+        histogram = self._latency.get((method, route))
+        if histogram is None:
+            histogram = self._latency[method, route] = self.latency.labels(method, route)
+        histogram.observe(seconds)
+
+    def submitted(self, task_type: str, priority: str) -> None:
+        """Count one accepted task."""
+        counter = self._submissions.get((task_type, priority))
+        if counter is None:
+            counter = self.submissions.labels(task_type, priority)
+            self._submissions[task_type, priority] = counter
+        counter.inc()
 
     def render(self) -> bytes:
         """The text exposition: this app's registry, or every worker's in multiprocess mode."""

@@ -6,27 +6,17 @@ transports cost less CPU per request.
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from services.lb.app import create_app
 from services.lb.settings import LbSettings
+from shared.http import new_event_loop
 from shared.logging import configure_logging, get_logger
 from shared.settings import load_or_exit
 
 #: Server read buffer per connection: fewer, larger chunks through the upload relay
 #: (less per-chunk work), at a bounded cost of a few MiB per concurrent upload.
 READ_BUFSIZE = 1 << 20
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A uvloop loop when uvloop is installed, else asyncio's default."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 from shared import keys
-from shared.store import TaskStore
+from shared.store import Probe, TaskStore
 from shared.tasks import Priority, Status, Task, TaskType, new_task_id, public_view
 
 
@@ -56,3 +56,30 @@ async def test_list_newest_first_with_cursor_and_expired_entries_trimmed(redis):
     await store.transition(ids[1], Status.FAILED, expect=[Status.PENDING], at=2000.0)
     assert await redis.zscore(keys.ALL_TASKS, ids[0]) is None
     assert await redis.zscore(keys.ALL_TASKS, ids[1]) is not None
+
+
+async def test_create_stores_every_field_exactly(redis):
+    # The fields travel to the script as one JSON array: quotes, backslashes, control
+    # characters and non-ASCII text must come back byte for byte.
+    store = TaskStore(redis, result_ttl=100)
+    odd = 'ünï "côde" \\ \n\t\x01 😀 end'
+    task = await store.create(
+        make_task(owner=f"key:{odd}", callback_url=f"https://x.test/{odd}"), b"in"
+    )
+    stored = await store.get(task.task_id)
+    assert stored.owner == f"key:{odd}"
+    assert stored.callback_url == f"https://x.test/{odd}"
+    assert stored.to_hash() | {"seq": "0"} == task.to_hash() | {"seq": "0"}
+
+
+async def test_create_probed_reads_the_queue_as_it_was_before_the_task(redis):
+    store = TaskStore(redis, result_ttl=100)
+    await store.create(make_task(priority=Priority.URGENT), b"a")
+    await store.create(make_task(priority=Priority.LOW), b"b")
+    await redis.rpush(keys.durations(TaskType.TTS), "2.5", "3.5", "9")
+    probe = Probe((Priority.URGENT, Priority.HIGH, Priority.NORMAL), TaskType.TTS, samples=2)
+    task, snapshot = await store.create_probed(make_task(), b"c", probe)
+    assert task.seq == 3
+    assert snapshot.ahead == 1  # the urgent task; the low one and this one not
+    assert snapshot.durations == [b"2.5", b"3.5"]
+    assert await store.queue_sizes() == {"urgent": 1, "high": 0, "normal": 1, "low": 1}
