@@ -22,14 +22,13 @@ from bench.common import (
     WORK,
     Server,
     cpu_seconds,
-    free_port,
     log,
     running,
     spread,
-    wrk_post,
 )
+from bench.tools import wrk_post
 from devnet.audio import synthesize
-from devnet.redis_server import RedisServer
+from devnet.redis_server import RedisServer, free_port
 
 CONNECTIONS = 32
 TARGET_JSON_PER_PROCESS = 3000

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.common import WORK, Nginx, Server, lb, log, running, spread, whisperx, wrk_post
+from bench.common import WORK, Server, lb, log, running, spread, whisperx
+from bench.tools import Nginx, wrk_post
 from devnet.audio import synthesize
 
 CONNECTIONS = 32

@@ -15,7 +15,6 @@ from typing import Any
 from bench.common import (
     MIB,
     WORK,
-    Nginx,
     Server,
     lb,
     log,
@@ -24,6 +23,7 @@ from bench.common import (
     spread,
     whisperx,
 )
+from bench.tools import Nginx
 
 SIZE = 1 << 30
 TARGET_RATIO_DIRECT = 1.6

@@ -33,7 +33,6 @@ from bench.common import (
     PY,
     WORK,
     Server,
-    free_port,
     log,
     percentile,
     running,
@@ -41,7 +40,7 @@ from bench.common import (
 )
 from bench.profile import Recorder
 from devnet import init
-from devnet.redis_server import RedisServer
+from devnet.redis_server import RedisServer, free_port
 from shared import keys
 
 MINERS = 5

@@ -201,7 +201,7 @@ class Stack:
                     f"{service.name} exited with status {service.process.returncode}"
                     + (f"; see {self.var / 'logs' / service.name}.log" if self.log_to_files else "")
                 )
-            if _ready(service):
+            if is_ready(service.port, service.health_path):
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{service.name} was not ready within {timeout:.0f}s")
@@ -262,15 +262,16 @@ class Stack:
         return path.read_text().strip()
 
 
-def _ready(service: Service) -> bool:
-    if service.health_path is None:
+def is_ready(port: int, health_path: str | None = None) -> bool:
+    """Whether a loopback server answers: a TCP connect, or 200 from ``health_path``."""
+    if health_path is None:
         try:
-            with socket.create_connection(("127.0.0.1", service.port), timeout=0.2):
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return True
         except OSError:
             return False
     try:
-        with urllib.request.urlopen(service.url + service.health_path, timeout=1) as resp:
-            return resp.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{health_path}", timeout=1) as r:
+            return r.status == 200
     except (urllib.error.URLError, OSError):
         return False

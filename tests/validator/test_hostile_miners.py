@@ -5,7 +5,7 @@ the request's btauth/1 signature (signed by the real MinerClient with a real wal
 then answers whatever hypothesis generated: any JSON, any bytes, oversized bodies, bodies
 that never end, malformed HTTP framing. The property: ``MinerClient.query`` raises nothing
 and returns either a usable answer that follows the protocol's rules or a failed response
-(which the processor scores 0). The last test runs hostile miners through a real validator.
+(which the processor scores 0). test_hostile_validator.py runs them through a validator.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import math
 import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import bittensor as bt
@@ -27,22 +27,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from devnet import audio
-from devnet.redis_server import free_port
-from devnet.stack import Service, Stack
-from devnet.wallets import ensure_wallet
 from services.validator.client import MAX_MODEL_NAME, MinerClient, MinerRequest, MinerResponse
 from services.validator.miners import Miner
-from shared import keys
-from shared.tasks import Status, TaskType
-from tests.validator.conftest import (
-    attempts,
-    create_task,
-    eventually,
-    running,
-    validator_settings,
-    wait_final,
-)
 
 #: The client's MINER_MAX_RESPONSE_BYTES in these tests: small, so "huge" is cheap to send.
 LIMIT = 4096
@@ -155,8 +141,15 @@ async def client(validator_wallet) -> AsyncIterator[MinerClient]:
         yield MinerClient(session, validator_wallet.hotkey, LIMIT)
 
 
+class Reachable(Protocol):
+    """Any test miner: a scripted aiohttp one here, or the raw TCP one of the framing tests."""
+
+    hotkey: str
+    url: str
+
+
 async def ask(
-    client: MinerClient, miner: ScriptedMiner | RawMiner, task_type: str = "transcription"
+    client: MinerClient, miner: Reachable, task_type: str = "transcription"
 ) -> MinerResponse:
     """One real query; a hang past TIMEOUT + SLACK fails the test instead of blocking it."""
     request = MinerRequest("t-hostile", task_type, "en", "aGVsbG8=", TIMEOUT)
@@ -344,238 +337,3 @@ async def test_a_compressed_answer_that_inflates_past_the_limit_is_too_large(scr
     # Inflated piecemeal and dropped at the limit: never the 40 MB at once.
     assert peak < 10_000_000
     assert scripted.accepted == 1 and scripted.rejected == 0
-
-
-# -- Malformed HTTP framing: a raw TCP miner ---------------------------------------------------
-
-
-@dataclass
-class RawMiner:
-    """A miner on a bare socket: verifies btauth/1, then writes raw bytes as the answer."""
-
-    hotkey: str
-    url: str = ""
-    answer: bytes = b""
-    stall: bool = False
-    accepted: int = 0
-    nonces: Any = field(default_factory=bt.http_auth.InMemoryNonceStore)
-
-    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-            body = await reader.readexactly(int(headers.get("Content-Length", "0")))
-            bt.http_auth.verify(
-                headers, body, method=method, path=path,
-                self_hotkey_ss58=self.hotkey, nonce_store=self.nonces,
-            )  # fmt: skip
-            self.accepted += 1
-            writer.write(self.answer)
-            await writer.drain()
-            if self.stall:
-                await reader.read()  # until the client closes its side
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-
-@pytest.fixture
-async def raw_miner(miner_wallets) -> AsyncIterator[RawMiner]:
-    miner = RawMiner(miner_wallets[1].hotkey.ss58_address)
-    server = await asyncio.start_server(miner.serve, "127.0.0.1", 0)
-    miner.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    yield miner
-    server.close()
-
-
-#: Header lines: lying, absurd or conflicting framing and encodings, and plain junk.
-header_lines = st.lists(
-    st.sampled_from(
-        [
-            b"Content-Length: 5",
-            b"Content-Length: 99999",
-            b"Content-Length: -1",
-            b"Content-Length: abc",
-            b"Content-Length: 18446744073709551616",
-            b"Transfer-Encoding: chunked",
-            b"Transfer-Encoding: gzip, chunked",
-            b"Content-Encoding: gzip",
-            b"Content-Encoding: br",
-            b"Content-Encoding: deflate",
-            b"Content-Type: application/json; charset=utf-16",
-            b"Connection: close",
-            b"X-Long: " + b"x" * 20000,
-        ]
-    )
-    | st.binary(max_size=40).map(lambda b: b"X-Junk: " + b.replace(b"\r", b"").replace(b"\n", b"")),
-    max_size=3,
-)
-
-
-#: Status lines: half of them sound, so the headers and bodies behind them get parsed too.
-status_lines = st.just(b"HTTP/1.1 200 OK") | st.sampled_from(
-    [
-        b"HTTP/1.0 200 OK",
-        b"HTTP/1.1 200",
-        b"HTTP/1.1 2000 OK",
-        b"HTTP/2.0 200 OK",
-        b"ICY 200 OK",
-        b"HTTP/1.1 -200 OK",
-        b"garbage",
-        b"",
-    ]
-)
-
-
-@PROPERTY
-@given(
-    status_line=status_lines,
-    headers=header_lines,
-    body=st.sampled_from([b"", b'{"output": "hello", "model": "m"}', b"0\r\n\r\n", b"zz\r\nab"])
-    | st.binary(max_size=300),
-    stall=st.booleans(),
-)
-async def test_malformed_http_framing_is_a_failure_never_an_exception(
-    raw_miner, validator_wallet, status_line, headers, body, stall
-):
-    """Bad status lines, lying or absurd lengths, broken chunking and encodings, junk
-    headers, a connection left open: all end as a failed response within the timeout."""
-    raw_miner.answer = b"\r\n".join([status_line, *headers, b"", body])
-    raw_miner.stall = stall
-    # A session per example: the raw miner closes each connection after one answer, and a
-    # pooled connection it already closed would fail the next example before its answer.
-    async with aiohttp.ClientSession() as session:
-        client = MinerClient(session, validator_wallet.hotkey, LIMIT)
-        response = await ask(client, raw_miner)
-    assert_sound(response)
-    assert raw_miner.accepted > 0
-
-
-# -- Hostile miners through a real validator --------------------------------------------------
-
-
-HOSTILE_SCRIPTS = {
-    "huge": Script(body=json.dumps({"output": "x" * (LIMIT * 4)}).encode()),
-    "non_utf8": Script(body=b'{"output": "\xff\xfe\xfa not utf-8", "model": "\xc3"}'),
-    "wrong_types": Script(body=b'{"output": ["a", "list"], "processing_time": "fast"}'),
-    "json_list": Script(body=b'["output", "the quick brown fox"]'),
-    "never_ends": Script(body=b'{"output": "the quick', then="trickle"),
-}
-
-
-async def test_hostile_miners_score_0_and_the_honest_one_wins(
-    redis, redis_url, tmp_path, start_miner, validator_wallet, wallet_dir, aiohttp_server
-):
-    """Five hostile miners and an honest one answer the same task through a real
-    validator: the task completes with the honest answer, every hostile miner's answer is
-    a recorded failure of the expected kind, their running scores are 0, and no loop of
-    the validator died."""
-    honest = await start_miner(0)
-    hostile: dict[str, dict[str, Any]] = {}
-    for uid, (kind, script) in enumerate(HOSTILE_SCRIPTS.items(), start=10):
-        hotkey = ensure_wallet(wallet_dir, f"hostile-{kind}").hotkey.ss58_address
-        miner = ScriptedMiner(hotkey, script)
-        server = await aiohttp_server(miner.app(), host="127.0.0.1")
-        url = str(server.make_url("")).rstrip("/")
-        hostile[kind] = {"uid": uid, "hotkey": hotkey, "url": url}
-    listing = [honest.listing(), *hostile.values()]
-    miners_file = tmp_path / "miners.json"
-    miners_file.write_text(json.dumps(listing))
-    task = await create_task(redis, TaskType.SUMMARIZATION)
-    settings = validator_settings(
-        redis_url,
-        str(miners_file),
-        max_miners_per_request=len(listing),
-        miner_max_response_bytes=LIMIT,
-        task_timeout=1,
-    )
-    async with running(settings, validator_wallet):
-        final = await wait_final(redis, task.task_id)
-        async with aiohttp.ClientSession() as session:
-            url = f"http://127.0.0.1:{settings.validator_port}/health"
-            async with session.get(url) as resp:
-                health = await resp.json()
-    assert final.status is Status.COMPLETED and final.result["miner_uid"] == honest.uid
-    (record,) = await attempts(redis, task.task_id)
-    errors = {r["uid"]: r.get("error") for r in record["responses"]}
-    assert {kind: errors[h["uid"]] for kind, h in hostile.items()} == {
-        "huge": "too_large",
-        "non_utf8": "bad_json",
-        "wrong_types": "empty_output",
-        "json_list": "bad_json",
-        "never_ends": "timeout",
-    }
-    scores = {k.decode(): float(v) for k, v in (await redis.hgetall(keys.MINER_SCORES)).items()}
-    assert scores[honest.hotkey] > 0
-    assert {kind: scores[h["hotkey"]] for kind, h in hostile.items()} == dict.fromkeys(hostile, 0)
-    assert health["status"] == "ok" and health["dead_loops"] == []
-
-
-async def test_huge_hostile_transcripts_judged_by_consensus_cannot_stall_the_validator(
-    redis, redis_url, tmp_path, start_miner, wallet_dir, validator_wallet, aiohttp_server
-):
-    """Without a reference (the lb is down) transcriptions are judged by consensus, WER of
-    every answer against every other. Two hostile miners answer with a million junk words
-    each (well under MINER_MAX_RESPONSE_BYTES): aligning them word by word is quadratic and
-    held the validator's event loop for hours. The task must complete with the honest
-    answer, and /health must keep answering (a 5 s client timeout) meanwhile. The validator
-    runs as its own process, so a stalled one fails this test instead of freezing it."""
-    honest = [await start_miner(0), await start_miner(1)]
-    hostile = []
-    for uid, prefix in ((10, "a"), (11, "b")):
-        hotkey = ensure_wallet(wallet_dir, f"hostile-huge-{prefix}").hotkey.ss58_address
-        junk = " ".join(f"{prefix}{i}" for i in range(1_000_000))
-        miner = ScriptedMiner(hotkey, Script(body=json.dumps({"output": junk}).encode()))
-        server = await aiohttp_server(miner.app(), host="127.0.0.1")
-        hostile.append({"uid": uid, "hotkey": hotkey, "url": str(server.make_url("")).rstrip("/")})
-    miners_file = tmp_path / "miners.json"
-    miners_file.write_text(json.dumps([m.listing() for m in honest] + hostile))
-    spoken = "consensus decides when the reference pipeline is away"
-    port = free_port()
-    env = {
-        "ENVIRONMENT": "test",
-        "REDIS_URL": redis_url,
-        "MINERS_FILE": str(miners_file),
-        "LB_URL": "http://127.0.0.1:9",  # closed: no reference, so consensus judges
-        "BT_WALLET_PATH": str(wallet_dir),
-        "BT_WALLET_NAME": "validator",
-        "BT_WALLET_HOTKEY": "default",
-        "VALIDATOR_PORT": str(port),
-        "MAX_MINERS_PER_REQUEST": "4",
-        "TASK_TIMEOUT": "10",
-        "REFERENCE_TIMEOUT": "2",
-        "LOG_LEVEL": "WARNING",
-    }
-    assert validator_wallet.name == env["BT_WALLET_NAME"]
-    stack = Stack(tmp_path / "validator")
-    validator = Service("validator", ["-m", "services.validator"], env, port, "/health")
-    stack.services[validator.name] = validator
-    polls = failed_polls = 0
-    try:
-        stack.spawn(validator)
-        await asyncio.to_thread(stack.wait_ready, validator, 30)
-        task = await create_task(redis, TaskType.TRANSCRIPTION, audio.synthesize(spoken))
-        async with aiohttp.ClientSession() as session:
-
-            async def final() -> bool:
-                nonlocal polls, failed_polls
-                polls += 1
-                try:
-                    async with asyncio.timeout(5), session.get(f"{validator.url}/health") as r:
-                        await r.read()
-                except TimeoutError:
-                    failed_polls += 1
-                status = await redis.hget(keys.task(task.task_id), "status")
-                return status in (b"completed", b"failed")
-
-            await eventually(final, within=60)
-    finally:
-        stack.stop()
-    done = await wait_final(redis, task.task_id)
-    assert done.status is Status.COMPLETED, done.error
-    assert done.result["miner_uid"] in (0, 1)
-    assert (await redis.get(keys.task_output(task.task_id))) == spoken.encode()
-    assert polls > 0 and failed_polls == 0
