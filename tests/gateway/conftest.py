@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
 
 import pytest
 from aiohttp import FormData
@@ -16,6 +25,81 @@ from services.gateway.settings import GatewaySettings
 from shared.settings import load_settings
 
 MakeGateway = Callable[..., Awaitable[TestClient]]
+
+REPO = Path(__file__).resolve().parents[2]
+GATEWAY_COMMAND = [sys.executable, "-m", "services.gateway"]
+
+#: The fields of the seed README's answer to a submission.
+SEED_SUBMISSION_KEYS = {
+    "task_id",
+    "status",
+    "message",
+    "estimated_completion_time",
+    "task_type",
+    "source_language",
+}
+
+#: The top-level fields of the seed README's task status answer.
+SEED_STATUS_KEYS = {
+    "task_id",
+    "status",
+    "task_type",
+    "source_language",
+    "result",
+    "processing_time",
+    "accuracy_score",
+    "speed_score",
+    "completed_at",
+}
+
+
+@contextmanager
+def gateway_process(
+    env: dict[str, str], *, cwd: Path = REPO, args: list[str] = GATEWAY_COMMAND
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The gateway (or ``args``) as a real process on ``env["PORT"]``, until the block ends.
+
+    Yields the process once /api/v1/health answers, with the status of that first answer.
+    stderr goes to a temporary file (a pipe nobody drains could stall a chatty process) and
+    is shown if the process dies before answering.
+    """
+    url = f"http://127.0.0.1:{env['PORT']}/api/v1/health"
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env={**os.environ, "PYTHONPATH": str(REPO), **env},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            yield proc, _first_answer(proc, url, stderr)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _first_answer(
+    proc: subprocess.Popen[bytes], url: str, stderr: IO[bytes], within: float = 20
+) -> int:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            stderr.seek(0)
+            output = stderr.read().decode(errors="replace")
+            raise AssertionError(f"process exited with {proc.returncode}: {output}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer within {within}s")
 
 
 def gateway_settings(redis_url: str, **overrides: Any) -> GatewaySettings:

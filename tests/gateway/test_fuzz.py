@@ -14,16 +14,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,8 +32,8 @@ from schemathesis.checks import CHECKS, load_all_checks  # noqa: E402
 from devnet.audio import synthesize  # noqa: E402
 from devnet.redis_server import RedisServer, free_port  # noqa: E402
 from services.gateway.apikeys import ApiKeys  # noqa: E402
+from tests.gateway.conftest import gateway_process  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 EXAMPLES_PER_OPERATION = 25
 WAV_HEAD = synthesize("fuzz", 0.05)[:44]
 IDEMPOTENCY = "Idempotency-Key"
@@ -75,8 +70,6 @@ def served(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
     """(base URL, API key) of ``python -m services.gateway`` on a free loopback port."""
     port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
         "REDIS_URL": redis_server.url,
         "HOST": "127.0.0.1",
         "PORT": str(port),
@@ -85,27 +78,9 @@ def served(redis_server: RedisServer) -> Iterator[tuple[str, str]]:
         "API_KEYS_REQUIRED": "true",
         "RATE_LIMITS": "off",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.gateway"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
-            try:
-                with urllib.request.urlopen(f"{base}/api/v1/health", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.05)
-        yield base, asyncio.run(_create_key(redis_server.url))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    with gateway_process(env) as (_, status):
+        assert status == 200
+        yield f"http://127.0.0.1:{port}", asyncio.run(_create_key(redis_server.url))
 
 
 def _valid_for_us(case: Any) -> None:

@@ -11,8 +11,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -23,7 +21,7 @@ from devnet.redis_server import free_port
 from shared.store import TaskStore
 from shared.tasks import Status
 
-REPO = Path(__file__).resolve().parents[2]
+from .conftest import REPO, SEED_STATUS_KEYS, SEED_SUBMISSION_KEYS, gateway_process
 
 # The seed README's curl examples, verbatim: first the per-endpoint examples, then the
 # "Test with curl" block (whose last command says to replace {task_id} with a real id).
@@ -68,29 +66,10 @@ SEED_CURL = {
     "test_status": 'curl "http://localhost:8000/api/v1/tasks/{task_id}"',
 }
 
-SUBMISSION_KEYS = {
-    "task_id",
-    "status",
-    "message",
-    "estimated_completion_time",
-    "task_type",
-    "source_language",
-}
 SEED_ANSWERS = {
     "transcription": ("Transcription task submitted successfully", 60),
     "tts": ("TTS task submitted successfully", 45),
     "summarization": ("Summarization task submitted successfully", 30),
-}
-SEED_STATUS_KEYS = {
-    "task_id",
-    "status",
-    "task_type",
-    "source_language",
-    "result",
-    "processing_time",
-    "accuracy_score",
-    "speed_score",
-    "completed_at",
 }
 SEED_RESULT_KEYS = {
     "output_data",
@@ -108,40 +87,6 @@ def _get(url: str) -> tuple[int, dict]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def _wait_until_serving(proc: subprocess.Popen, url: str, deadline_s: float = 20) -> int:
-    """Poll ``url`` until the process answers; the status it answered with."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"process exited with {proc.returncode}: {proc.stderr.read()}")
-        try:
-            return _get(url)[0]
-        except (urllib.error.URLError, ConnectionError):
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {deadline_s}s")
-
-
-@contextmanager
-def _running(args: list[str], env: dict[str, str], cwd: Path) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen(
-        args,
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _curl(command: str, port: int, cwd: Path) -> dict:
@@ -162,8 +107,8 @@ async def test_seed_readme_curl_examples(redis, redis_url, tmp_path):
     (tmp_path / "audio.wav").write_bytes(synthesize("hello from the seed readme", 1.0))
     port = free_port()
     env = {"REDIS_URL": redis_url, "PORT": str(port), "ENVIRONMENT": "test"}
-    with _running([sys.executable, "-m", "services.gateway"], env, tmp_path) as proc:
-        assert _wait_until_serving(proc, f"http://127.0.0.1:{port}/api/v1/health") == 200
+    with gateway_process(env, cwd=tmp_path) as (_, status):
+        assert status == 200
 
         health = _curl(SEED_CURL["test_health"], port, tmp_path)
         assert {"status", "redis", "queue", "network"} <= set(health)
@@ -173,7 +118,7 @@ async def test_seed_readme_curl_examples(redis, redis_url, tmp_path):
         for name in ("transcription", "tts", "summarization"):
             for key in (name, f"test_{name}"):
                 answer = _curl(SEED_CURL[key], port, tmp_path)
-                assert set(answer) == SUBMISSION_KEYS, key
+                assert set(answer) == SEED_SUBMISSION_KEYS, key
                 message, eta = SEED_ANSWERS[name]
                 assert (answer["status"], answer["message"]) == ("pending", message)
                 assert (answer["task_type"], answer["source_language"]) == (name, "en")
@@ -226,9 +171,9 @@ def test_bad_setting_exits_2_naming_the_variable(tmp_path):
 def test_process_starts_with_redis_down(tmp_path):
     port = free_port()
     env = {"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "PORT": str(port)}
-    with _running([sys.executable, "-m", "services.gateway"], env, tmp_path) as proc:
+    with gateway_process(env, cwd=tmp_path) as (_, status):
+        assert status == 503
         url = f"http://127.0.0.1:{port}/api/v1/health"
-        assert _wait_until_serving(proc, url) == 503
         assert _get(url)[1]["error"]["code"] == "redis_unavailable"
 
 
@@ -250,8 +195,8 @@ def test_gunicorn_workers_share_metrics(redis_url, tmp_path):
         "services.gateway.app:gunicorn_app",
     ]
     base = f"http://127.0.0.1:{port}"
-    with _running(args, env, REPO) as proc:
-        assert _wait_until_serving(proc, f"{base}/api/v1/health") == 200
+    with gateway_process(env, args=args) as (proc, status):
+        assert status == 200
         # Both workers have built their app (each writes its gauges' file on creation); a
         # TERM sent to a worker still booting would wait out gunicorn's graceful timeout.
         while len(list(tmp_path.glob("gauge_mostrecent_*.db"))) < 2:

@@ -10,23 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import psutil
 import pytest
 
 from devnet.audio import synthesize
 from devnet.redis_server import RedisServer, free_port
+from tests.gateway.conftest import gateway_process
 
-REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 UPLOAD_LIMIT = 8 * MIB
 SIXTY_MB = 60_000_000
@@ -40,8 +34,6 @@ def gateway(redis_server: RedisServer) -> Iterator[tuple[int, psutil.Process]]:
     """``python -m services.gateway`` with one-second timeouts and an 8 MiB upload limit."""
     port = free_port()
     env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO),
         "REDIS_URL": redis_server.url,
         "HOST": "127.0.0.1",
         "PORT": str(port),
@@ -52,26 +44,9 @@ def gateway(redis_server: RedisServer) -> Iterator[tuple[int, psutil.Process]]:
         "MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT),
         "RATE_LIMITS": "off",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "services.gateway"],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "gateway did not start"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                time.sleep(0.05)
+    with gateway_process(env) as (proc, status):
+        assert status == 200
         yield port, psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 async def _health(port: int) -> int:

@@ -8,16 +8,7 @@ from shared import keys
 from shared.store import TaskStore
 from shared.tasks import PRIORITY_ORDER, Status, Task
 
-from .conftest import audio_form
-
-SEED_KEYS = {
-    "task_id",
-    "status",
-    "message",
-    "estimated_completion_time",
-    "task_type",
-    "source_language",
-}
+from .conftest import SEED_SUBMISSION_KEYS, audio_form
 
 
 async def _stored(redis, task_id: str) -> Task:
@@ -31,7 +22,7 @@ async def test_tts_is_stored_indexed_and_queued(client, redis):
     )
     assert resp.status == 202
     body = await resp.json()
-    assert set(body) == SEED_KEYS
+    assert set(body) == SEED_SUBMISSION_KEYS
     assert body["status"] == "pending" and body["task_type"] == "tts"
     assert body["message"] == "TTS task submitted successfully"
     assert body["source_language"] == "fr" and body["estimated_completion_time"] == 45
@@ -58,7 +49,7 @@ async def test_transcription_stores_the_audio_bytes(client, redis, wav):
     resp = await client.post("/api/v1/transcription", data=form)
     assert resp.status == 202
     body = await resp.json()
-    assert set(body) == SEED_KEYS
+    assert set(body) == SEED_SUBMISSION_KEYS
     assert body["message"] == "Transcription task submitted successfully"
     assert body["estimated_completion_time"] == 60 and body["task_type"] == "transcription"
     assert await redis.get(keys.task_input(body["task_id"])) == wav

@@ -11,19 +11,8 @@ from shared import keys
 from shared.store import TaskStore
 from shared.tasks import Status
 
-from .conftest import audio_form
+from .conftest import SEED_STATUS_KEYS, audio_form
 
-SEED_STATUS_KEYS = {
-    "task_id",
-    "status",
-    "task_type",
-    "source_language",
-    "result",
-    "processing_time",
-    "accuracy_score",
-    "speed_score",
-    "completed_at",
-}
 SEED_RESULT = {
     "model_used": "openai/whisper-tiny",
     "processing_time": 1.23,
