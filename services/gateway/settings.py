@@ -11,6 +11,7 @@ from marshmallow import ValidationError, fields, validate
 
 from services.gateway.clientip import NetworkList
 from services.gateway.rates import DEFAULT_LIMITS, Limit, LimitsField
+from shared.blobs.settings import BlobSettings
 from shared.settings import (
     RedisSettings,
     SettingsError,
@@ -84,7 +85,7 @@ def _seconds(max_seconds: float = 60) -> fields.Float:
 
 
 @dataclasses.dataclass(frozen=True)
-class GatewaySettings(RedisSettings):
+class GatewaySettings(RedisSettings, BlobSettings):
     """Everything ``python -m services.gateway`` reads from the environment."""
 
     host: str = setting(fields.String(), "0.0.0.0", "interface to listen on")

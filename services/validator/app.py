@@ -40,7 +40,9 @@ from services.validator.settings import ValidatorSettings
 from services.validator.webhooks import Webhooks
 from services.validator.webhooks import create_session as webhook_session
 from services.validator.weights import WeightSetter
+from shared.blobs import BlobStore, open_blob_store
 from shared.http import request_logging_middleware
+from shared.janitor import BlobJanitor
 from shared.logging import get_logger
 from shared.redis import create_redis
 from shared.store import TaskStore
@@ -65,6 +67,8 @@ class Components:
     weights: WeightSetter
     webhooks: Webhooks
     sessions: list[aiohttp.ClientSession]
+    blobs: BlobStore
+    janitor: BlobJanitor
 
 
 SETTINGS = web.AppKey("settings", ValidatorSettings)
@@ -116,6 +120,8 @@ def create_app(
 async def _components(app: web.Application) -> AsyncIterator[None]:
     settings, wallet = app[SETTINGS], app[WALLET]
     redis = create_redis(settings, socket_timeout=max(10.0, settings.block_timeout + 5.0))
+    blobs = open_blob_store(settings)
+    await blobs.start()
     metrics = Metrics()
     hotkey = wallet.hotkey
     miners_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), trust_env=False)
@@ -140,7 +146,9 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
     )
     processor = Processor(
         redis=redis,
-        store=TaskStore(redis, settings.result_ttl),
+        store=TaskStore(
+            redis, settings.result_ttl, blobs, input_retention=settings.input_retention
+        ),
         queue=queue,
         registry=registry,
         stats=stats,
@@ -191,6 +199,14 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         ),
         webhooks=webhooks,
         sessions=[miners_http, reference_http, hooks_http],
+        blobs=blobs,
+        janitor=BlobJanitor(
+            redis,
+            blobs,
+            interval=settings.blob_sweep_interval,
+            orphan_age=settings.blob_orphan_age,
+            owner=app[CONSUMER_NAME],
+        ),
     )
     try:
         await registry.sync()
@@ -199,6 +215,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
     yield
     for session in app[COMPONENTS].sessions:
         await session.close()
+    await blobs.close()
     await redis.aclose()
 
 
@@ -211,6 +228,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         "miners": c.registry.run(stop),
         "weights": c.weights.run(stop),
         "webhooks": c.webhooks.run(stop),
+        "blobs": c.janitor.run(stop),
         "netstats": netstats.run(
             c.redis,
             c.registry,

@@ -14,21 +14,22 @@ import contextlib
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from services.validator import scoring, selection
+from services.validator import inputs, scoring, selection, storewait
 from services.validator.client import MinerClient, MinerRequest, MinerResponse
 from services.validator.consumer import Delivery, StreamQueue
 from services.validator.metrics import Metrics
 from services.validator.miners import Miner, MinerRegistry
 from services.validator.minerstats import MinerStats
+from services.validator.outcomes import Scored, failure_reason
 from services.validator.reference import ReferenceClient
 from services.validator.settings import ValidatorSettings
-from services.validator.tasktypes import TASK_TYPES, Judged, TaskSpec
-from services.validator.webhooks import Webhooks
+from services.validator.tasktypes import TASK_TYPES, TaskSpec
+from services.validator.webhooks import Webhooks, webhook_output
 from shared import keys
+from shared.blobs import BlobUnavailable
 from shared.logging import get_logger
 from shared.store import TaskStore
 from shared.tasks import FINAL_STATUSES, Status, Task
@@ -37,34 +38,6 @@ log = get_logger("validator.processor")
 
 DURATIONS_KEPT = 100
 DEAD_LETTER_MAXLEN = 10_000
-
-
-@dataclass(frozen=True)
-class Scored:
-    """A miner response with its judgement and scores."""
-
-    response: MinerResponse
-    judged: Judged
-    speed: float
-    score: float
-
-    @property
-    def usable(self) -> bool:
-        """Worth returning to the client: judged above 0, or not judgeable at all."""
-        return self.judged.accuracy is None or self.judged.accuracy > 0
-
-    def record(self) -> dict[str, object]:
-        r = self.response
-        return {
-            "uid": r.miner.uid,
-            "hotkey": r.miner.hotkey,
-            "ok": True,
-            "latency": round(r.latency, 4),
-            "accuracy": self.judged.accuracy,
-            "problem": self.judged.problem,
-            "speed": round(self.speed, 4),
-            "score": round(self.score, 4),
-        }
 
 
 class Processor:
@@ -122,16 +95,27 @@ class Processor:
                 priority=task.priority.value,
                 reclaimed=delivery.reclaimed,
             )
-            await self._process(task)
+            await self._process_stored(task)
         await self.queue.finish(delivery)
 
+    async def _process_stored(self, task: Task | None) -> None:
+        """:meth:`_process`, parking the task as pending while the blob store is away."""
+        while task is not None:
+            try:
+                await self._process(task)
+                return
+            except BlobUnavailable:
+                task = await storewait.park(self.store, task)
+
     async def _process(self, task: Task) -> None:
-        data = await self.store.get_input(task.task_id)
-        if data is None:
+        spec = TASK_TYPES[task.task_type]
+        prepared = await inputs.prepare(self.store, task, spec, float(self.settings.task_timeout))
+        if prepared is None:
             await self.fail(task, "the task's input has expired or is missing")
             return
-        spec = TASK_TYPES[task.task_type]
-        reference = asyncio.create_task(spec.reference(self.references, data, task.language))
+        source, request = prepared
+        data = source.text
+        reference = asyncio.create_task(spec.reference(self.references, source, task.language))
         asked: set[str] = set()
         failures: Counter[str] = Counter()
         attempt = task.attempts
@@ -149,7 +133,7 @@ class Processor:
                 try:
                     attempt = await self.redis.hincrby(keys.task(task.task_id), "attempts", 1)
                     best = await self._attempt(
-                        task, spec, data, reference, attempt, asked, failures, chosen
+                        task, spec, request, data, reference, attempt, asked, failures, chosen
                     )
                 finally:
                     await self._release(chosen)
@@ -158,7 +142,7 @@ class Processor:
                     return
         finally:
             reference.cancel()
-        await self.fail(task, _reason(attempt, failures))
+        await self.fail(task, failure_reason(attempt, failures))
 
     async def _wait_for_miners(self, asked: set[str]) -> list[Miner]:
         """Reserve the miners for the next attempt, waiting up to TASK_TIMEOUT if all are busy.
@@ -201,6 +185,7 @@ class Processor:
         self,
         task: Task,
         spec: TaskSpec,
+        request: MinerRequest,
         data: bytes,
         reference: asyncio.Task[str | None],
         attempt: int,
@@ -211,13 +196,6 @@ class Processor:
         """One round of queries to ``chosen``; the best usable answer, or None."""
         started = time.time()
         asked.update(m.hotkey for m in chosen)
-        request = MinerRequest(
-            task_id=task.task_id,
-            task_type=task.task_type.value,
-            language=task.language,
-            input=spec.encode_input(data),
-            timeout=float(self.settings.task_timeout),
-        )
         responses = await self._ask(chosen, request, spec.binary_output)
         answered = [r for r in responses if r.ok]
         scored = await self._score(task, spec, data, reference, answered)
@@ -320,13 +298,20 @@ class Processor:
             "speed_score": round(best.speed, 4),
             "miner_uid": r.miner.uid,
         }
-        moved = await self.store.transition(
-            task.task_id,
-            Status.COMPLETED,
-            expect=[Status.PROCESSING],
-            fields={"result": json.dumps(result)},
-            output=r.output,
-        )
+        while True:
+            try:
+                moved = await self.store.transition(
+                    task.task_id,
+                    Status.COMPLETED,
+                    expect=[Status.PROCESSING],
+                    fields={"result": json.dumps(result)},
+                    output=r.output,
+                    binary_output=TASK_TYPES[task.task_type].binary_output,
+                )
+                break
+            except BlobUnavailable:
+                # The answer waits in memory; the task stays processing, its entry held.
+                await storewait.wait_for_blobs(self.store.blobs, "output", task.task_id)
         if not moved:
             self.metrics.tasks.labels(task.task_type.value, "lost_race").inc()
             log.info("task_already_final", task_id=task.task_id)
@@ -337,7 +322,7 @@ class Processor:
             await pipe.execute()
         self.metrics.tasks.labels(task.task_type.value, "completed").inc()
         log.info("task_completed", task_id=task.task_id, **result)
-        await self._notify(task.task_id)
+        await self._finished(task)
         return True
 
     async def fail(self, task: Task, reason: str) -> bool:
@@ -351,7 +336,7 @@ class Processor:
         if moved:
             self.metrics.tasks.labels(task.task_type.value, "failed").inc()
             log.info("task_failed", task_id=task.task_id, reason=reason)
-            await self._notify(task.task_id)
+            await self._finished(task)
         return moved
 
     async def abandon(self, delivery: Delivery, deliveries: int) -> None:
@@ -378,17 +363,17 @@ class Processor:
         self.metrics.reclaims.labels("dead_lettered").inc()
         log.warning("entry_dead_lettered", task_id=delivery.task_id, deliveries=deliveries)
 
+    async def _finished(self, task: Task) -> None:
+        """After a final status: drop the input (unless INPUT_RETENTION keeps it), notify."""
+        try:
+            await self.store.release_input(task)
+        except BlobUnavailable as exc:
+            # Already scheduled by the transition: the janitor deletes it when it can.
+            log.warning("input_release_deferred", task_id=task.task_id, error=str(exc))
+        await self._notify(task.task_id)
+
     async def _notify(self, task_id: str) -> None:
         final = await self.store.get(task_id)
         if final is None or final.status not in FINAL_STATUSES or not final.callback_url:
             return
-        output = await self.store.get_output(task_id)
-        await self.webhooks.enqueue(final, output)
-
-
-def _reason(attempts: int, failures: Counter[str]) -> str:
-    """E.g. "no usable answer after 3 attempts (timeout x4, http_500 x2)"."""
-    detail = ", ".join(f"{kind} x{n}" for kind, n in failures.most_common())
-    return f"no usable answer from miners after {attempts} attempts" + (
-        f" ({detail})" if detail else ""
-    )
+        await self.webhooks.enqueue(final, await webhook_output(self.store, final))

@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
 from services.validator.client import read_capped
+from shared.blobs import BlobError
 from shared.logging import get_logger
 
 log = get_logger("validator.reference")
 
 MAX_REFERENCE_BYTES = 4 * 1024 * 1024
+
+#: Opens a stream of audio bytes (called once per request: a stream is read only once).
+AudioStream = Callable[[], AsyncIterator[bytes]]
 
 
 class ReferenceClient:
@@ -35,10 +40,13 @@ class ReferenceClient:
         self.summarizer_url = summarizer_url
         self.timeout = timeout
 
-    async def transcribe(self, audio: bytes, language: str) -> str | None:
-        """WhisperX's transcript of ``audio``, or None when the pipeline is unavailable."""
+    async def transcribe(self, audio: bytes | AudioStream, language: str) -> str | None:
+        """WhisperX's transcript of ``audio`` (bytes, or a function opening a stream of
+        them: a stored input is sent as it is read), or None when the pipeline is
+        unavailable."""
         form = aiohttp.FormData()
-        form.add_field("file", audio, filename="audio.wav", content_type="audio/wav")
+        value = audio if isinstance(audio, bytes) else audio()
+        form.add_field("file", value, filename="audio.wav", content_type="audio/wav")
         form.add_field("language", language)
         form.add_field("response_format", "json")
         answer = await self._post_json(f"{self.lb_url}/v1/audio/transcriptions", data=form)
@@ -66,7 +74,8 @@ class ReferenceClient:
         except TimeoutError:
             log.warning("reference_failed", url=url, error="timeout")
             return None
-        except (aiohttp.ClientError, ValueError) as exc:
+        except (aiohttp.ClientError, ValueError, BlobError) as exc:
+            # BlobError: the stored input could not be streamed (store away, gone).
             log.warning("reference_failed", url=url, error=repr(exc))
             return None
         return answer if isinstance(answer, dict) else None

@@ -9,6 +9,7 @@ import dataclasses
 
 from marshmallow import fields, validate
 
+from shared.blobs.settings import BlobSettings, RetentionSettings
 from shared.settings import ChainSettings, RedisSettings, SettingsError, port_field, setting
 
 CHAIN_NETWORKS = ("finney", "test", "local")
@@ -31,7 +32,7 @@ def _http_url() -> fields.String:
 
 
 @dataclasses.dataclass(frozen=True)
-class ValidatorSettings(RedisSettings, ChainSettings):
+class ValidatorSettings(RedisSettings, ChainSettings, BlobSettings, RetentionSettings):
     """Everything ``python -m services.validator`` reads from the environment."""
 
     # Miners
