@@ -190,8 +190,11 @@ class S3BlobStore:
 
     async def ping(self) -> None:
         client = await self.client()
-        with _errors(""):
-            await client.head_bucket(Bucket=self.bucket)
+        try:
+            with _errors(""):
+                await client.head_bucket(Bucket=self.bucket)
+        except BlobNotFound:
+            raise BlobUnavailable(f"bucket {self.bucket} does not exist") from None
 
     async def put(self, name: str, data: bytes | bytearray) -> None:
         client = await self.client()
