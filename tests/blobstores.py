@@ -29,6 +29,14 @@ BACKENDS = ("file", "s3")
 S3_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
+async def blob_names(store: BlobStore) -> list[str]:
+    """Every blob in ``store``, uploads in progress included."""
+    found = []
+    for prefix in (keys.INPUT_BLOBS, keys.OUTPUT_BLOBS, INCOMING):
+        found += [info.name async for info in store.list(prefix)]
+    return sorted(found)
+
+
 class MotoServer:
     """moto's S3 server on one loopback port; stop and start it again to take it away."""
 
@@ -83,10 +91,7 @@ class Backend:
 
     async def names(self) -> list[str]:
         """Every blob in the store, uploads in progress included."""
-        found = []
-        for prefix in (keys.INPUT_BLOBS, keys.OUTPUT_BLOBS, INCOMING):
-            found += [info.name async for info in self.store.list(prefix)]
-        return sorted(found)
+        return await blob_names(self.store)
 
 
 async def make_backend(name: str, tmp_path: Path, moto: MotoServer | None = None) -> Backend:

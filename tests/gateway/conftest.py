@@ -22,7 +22,9 @@ from redis.asyncio import Redis
 from devnet.audio import synthesize
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
+from services.gateway.storage import BLOBS
 from shared.settings import load_settings
+from tests.blobstores import blob_names
 
 MakeGateway = Callable[..., Awaitable[TestClient]]
 
@@ -111,11 +113,15 @@ def gateway_settings(redis_url: str, **overrides: Any) -> GatewaySettings:
 
 
 @pytest.fixture
-def make_gateway(aiohttp_client, redis_url: str) -> MakeGateway:
-    """Start a gateway on a loopback port; keyword arguments override settings."""
+def make_gateway(aiohttp_client, redis_url: str, tmp_path: Path) -> MakeGateway:
+    """Start a gateway on a loopback port; keyword arguments override settings.
+
+    BLOB_STORE is a fresh directory per test instead of the default var/blobs (which every
+    test of a run would share), so a test can check that nothing was left in it."""
 
     async def make(**overrides: Any) -> TestClient:
         overrides.setdefault("redis_url", redis_url)
+        overrides.setdefault("blob_store", str(tmp_path / "blobs"))
         return await aiohttp_client(create_app(gateway_settings(**overrides)))
 
     return make
@@ -140,8 +146,11 @@ def audio_form(data: bytes, filename: str = "audio.wav", **fields: str) -> FormD
     return form
 
 
-async def assert_nothing_stored(redis: Redis) -> None:
+async def assert_nothing_stored(redis: Redis, client: TestClient | None = None) -> None:
     """A rejected request must not leave a single key behind (not even the sequence), but
-    for its caller's rate-limit buckets: refusals are counted too, or they would be free."""
+    for its caller's rate-limit buckets: refusals are counted too, or they would be free.
+    With the gateway's ``client``, its blob store must be empty too."""
     stored = await redis.keys("*")
     assert [k for k in stored if not k.startswith(b"audio:ratelimit:")] == []
+    if client is not None:
+        assert await blob_names(client.app[BLOBS]) == []
