@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -57,16 +58,21 @@ SEED_STATUS_KEYS = {
 
 @contextmanager
 def gateway_process(
-    env: dict[str, str], *, cwd: Path = REPO, args: list[str] = GATEWAY_COMMAND
+    env: dict[str, str],
+    *,
+    cwd: Path = REPO,
+    args: list[str] = GATEWAY_COMMAND,
+    log: IO[bytes] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """The gateway (or ``args``) as a real process on ``env["PORT"]``, until the block ends.
 
     Yields the process once /api/v1/health answers, with the status of that first answer.
-    stderr goes to a temporary file (a pipe nobody drains could stall a chatty process) and
-    is shown if the process dies before answering.
+    stderr goes to ``log`` or a temporary file (a pipe nobody drains could stall a chatty
+    process) and is shown if the process dies before answering.
     """
     url = f"http://127.0.0.1:{env['PORT']}/api/v1/health"
-    with tempfile.TemporaryFile() as stderr:
+    with contextlib.ExitStack() as files:
+        stderr = log if log is not None else files.enter_context(tempfile.TemporaryFile())
         proc = subprocess.Popen(
             args,
             cwd=cwd,

@@ -56,7 +56,7 @@ async def test_invalid_form_after_the_audio_leaves_nothing(make_gateway, redis, 
 
 async def test_client_disconnect_midway_leaves_nothing(make_gateway, redis, backend, wav):
     client = await make_gateway(**_env(backend))
-    reader, writer = await asyncio.open_connection(client.host, client.port)
+    _, writer = await asyncio.open_connection(client.host, client.port)
     head = (
         "POST /api/v1/transcription HTTP/1.1\r\nHost: x\r\n"
         f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
