@@ -170,6 +170,7 @@ class GatewaySettings(RedisSettings, BlobSettings):
 
     def check(self) -> None:
         """Cross-field rules that one field's validator cannot see."""
+        self.check_blob_store()
         if self.default_language not in self.allowed_languages:
             raise SettingsError(
                 "DEFAULT_LANGUAGE: must be one of ALLOWED_LANGUAGES "

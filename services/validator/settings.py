@@ -135,6 +135,7 @@ class ValidatorSettings(RedisSettings, ChainSettings, BlobSettings, RetentionSet
 
     def check(self) -> None:
         """Cross-field rules that a single field validator cannot express."""
+        self.check_blob_store()
         if self.reclaim_idle <= self.task_timeout:
             raise SettingsError(
                 f"RECLAIM_IDLE: must exceed TASK_TIMEOUT ({self.task_timeout}s), the longest"

@@ -6,8 +6,8 @@ import dataclasses
 
 from marshmallow import fields, validate
 
-from shared.blobs.location import LocationField
-from shared.settings import setting
+from shared.blobs.location import LocationField, parse_location
+from shared.settings import SettingsError, setting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +45,18 @@ class BlobSettings:
         "directory where S3 uploads are spooled while they arrive; unset: the system "
         "temporary directory",
     )
+
+    def check_blob_store(self) -> None:
+        """An S3-compatible store (S3_ENDPOINT_URL set) has no AWS default credential
+        chain to fall back on: both keys are needed. Called by the services' check()."""
+        if parse_location(self.blob_store).backend != "s3" or not self.s3_endpoint_url:
+            return
+        for name in ("aws_access_key_id", "aws_secret_access_key"):
+            if not getattr(self, name):
+                raise SettingsError(
+                    f"{name.upper()}: required with S3_ENDPOINT_URL (an S3-compatible "
+                    "store has no default credential chain)"
+                )
 
 
 @dataclasses.dataclass(frozen=True)
