@@ -18,6 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from services.validator.consumer import Delivery, StreamQueue, WorkPool
 from services.validator.metrics import Metrics
@@ -28,6 +29,13 @@ from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
 from shared.tasks import PRIORITY_ORDER, Priority
 
 log = get_logger("validator.reclaim")
+
+#: Every restart of a replica joins the group under a new consumer name. Names with nothing
+#: pending that have not read for this long are removed (a live consumer reads at least
+#: every BLOCK_TIMEOUT, and one removed by mistake is recreated by its next read).
+FORGET_CONSUMERS_AFTER_MS = 3_600_000
+#: Seconds between two such clean-ups by one replica.
+FORGET_CONSUMERS_EVERY = 300.0
 
 # KEYS: task hash, its attempt records. The task's attempt count becomes the number of
 # attempts that finished (each appends a record), forgetting one cut short by a death or a
@@ -70,10 +78,15 @@ class Reclaimer:
         return self.queue.redis
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Sweep every RECLAIM_INTERVAL until ``stop``."""
+        """Sweep every RECLAIM_INTERVAL until ``stop``; now and then forget dead consumers."""
+        loop = asyncio.get_running_loop()
+        next_cleanup = loop.time()
         async for _ in every(self.interval, stop):
             try:
                 await self.sweep(stop)
+                if loop.time() >= next_cleanup:
+                    await self.forget_dead_consumers()
+                    next_cleanup = loop.time() + FORGET_CONSUMERS_EVERY
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("reclaim_redis_unavailable", error=str(exc))
                 await wait_for_redis(self.redis, stop=stop)
@@ -89,6 +102,24 @@ class Reclaimer:
                 if await self._take(priority, entry_id):
                     taken += 1
         return taken
+
+    async def forget_dead_consumers(self, idle_ms: int = FORGET_CONSUMERS_AFTER_MS) -> int:
+        """Remove consumer names with nothing pending that stopped reading long ago."""
+        removed = 0
+        for priority in PRIORITY_ORDER:
+            stream = keys.stream(priority)
+            try:
+                consumers = await self.redis.xinfo_consumers(stream, keys.CONSUMER_GROUP)
+            except ResponseError:
+                continue  # no such stream or group (yet): nothing to forget
+            for consumer in consumers:
+                if consumer["pending"] == 0 and consumer["idle"] >= idle_ms:
+                    name = _text(consumer["name"])
+                    await self.redis.xgroup_delconsumer(stream, keys.CONSUMER_GROUP, name)
+                    removed += 1
+        if removed:
+            log.info("consumers_forgotten", count=removed)
+        return removed
 
     async def _idle_ids(self, priority: Priority) -> list[str]:
         pending = await self.redis.xpending_range(

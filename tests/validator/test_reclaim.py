@@ -171,3 +171,21 @@ async def _active(miner) -> bool:
 
 async def _finished(app) -> bool:
     return not components(app).pool.tasks
+
+
+async def test_consumer_names_of_long_dead_replicas_are_forgotten(
+    redis, redis_url, tmp_path, validator_wallet
+):
+    await StreamQueue(redis, "dead-replica").ensure_groups()
+    stream = keys.stream(Priority.NORMAL)
+    # "dead-replica" joined the group and holds nothing; "still-holding" holds an entry.
+    await redis.xgroup_createconsumer(stream, keys.CONSUMER_GROUP, "dead-replica")
+    await create_task(redis)
+    await redis.xreadgroup(keys.CONSUMER_GROUP, "still-holding", {stream: ">"}, count=1)
+    settings = validator_settings(redis_url, write_miners(tmp_path / "m.json", []))
+    async with running(settings, validator_wallet, name="live") as app:
+        reclaimer = components(app).reclaimer
+        # Idle for 0 ms or more: every name with nothing pending qualifies.
+        assert await reclaimer.forget_dead_consumers(idle_ms=0) >= 1
+    names = {c["name"] for c in await redis.xinfo_consumers(stream, keys.CONSUMER_GROUP)}
+    assert b"dead-replica" not in names and b"still-holding" in names
