@@ -7,10 +7,9 @@ junk). Transcription "reads" the text embedded in the WAV (devnet.audio); TTS wr
 WAVs; summarization keeps the leading sentences, and returns a text too short to summarize
 (shared.tasks.SHORT_TEXT_WORDS words or fewer) as it is.
 
-There is no speech model here: audio without the embedded text (real speech, an MP3) is
-declined with 422 ``unsupported_audio``, as a real miner declines audio it cannot decode,
-never answered with a made-up transcript. Only the garbage profile answers it, with junk as
-always (it stands for a miner that ignores its input).
+There is no speech model here: every profile declines audio without the embedded text
+(real speech, an MP3) with 422 ``unsupported_audio``, as a real miner declines audio it
+cannot decode, rather than answer with a made-up transcript (or, for garbage, made-up junk).
 
     python -m devnet.miner --port 9101 --profile noisy --wer 0.3 \\
         --wallet-path var/wallets --wallet-name miner1 --wallet-hotkey default
@@ -167,8 +166,6 @@ async def _answer(app: web.Application, task_type: str, source: str) -> web.Resp
 
 def _transcribe(config: ProfileConfig, rng: random.Random, source: str) -> str:
     wav = base64.b64decode(source, validate=True)
-    if config.profile == "garbage":
-        return junk(rng, max(3, len((audio.embedded_text(wav) or "").split())))
     text = audio.embedded_text(wav)
     if not text:
         raise Declined(

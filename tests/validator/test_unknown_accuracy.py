@@ -52,28 +52,40 @@ async def streak(redis, hotkey: str) -> int:
     return int(await redis.hget(keys.miner_stats(hotkey), "consecutive_failures") or 0)
 
 
+async def scripted_miner(wallet_dir, aiohttp_server, name: str, body: dict) -> dict:
+    """A miner that answers every request with ``body`` (e.g. one with a real model)."""
+    hotkey = ensure_wallet(wallet_dir, name).hotkey.ss58_address
+    server = await aiohttp_server(
+        ScriptedMiner(hotkey, Script(body=json.dumps(body).encode())).app(), host="127.0.0.1"
+    )
+    return {"hotkey": hotkey, "url": str(server.make_url("")).rstrip("/")}
+
+
 async def test_audio_the_pipeline_cannot_read_is_never_scored(
-    redis, redis_url, tmp_path, start_miner, validator_wallet, pipeline_url
-):
-    """Honest miners decline (422) what WhisperX rejects (422) too, and are not held to
-    it; the garbage miner's junk is the only answer: returned, but scored as unknown."""
+    redis, redis_url, tmp_path, start_miner, validator_wallet, wallet_dir, aiohttp_server,
+    pipeline_url,
+):  # fmt: skip
+    """A miner with a real speech model transcribes audio the devnet's WhisperX cannot read
+    (422): its answer is returned, but scored as unknown. The devnet miners decline (422)
+    what WhisperX rejects too, and are not held to it."""
     accurate, noisy = await start_miner(0), await start_miner(1, "noisy")
-    garbage = await start_miner(2, "garbage")
+    real = await scripted_miner(
+        wallet_dir, aiohttp_server, "real-model", {"output": SPOKEN, "model": "whisper-large-v3"}
+    )
+    miners = [accurate.listing(), noisy.listing(), {"uid": 7, **real}]
+    (tmp_path / "m.json").write_text(json.dumps(miners))
     task = await create_task(redis, TaskType.TRANSCRIPTION, UNREADABLE)
-    settings = validator_settings(
-        redis_url, write_miners(tmp_path / "m.json", [accurate, noisy, garbage]),
-        lb_url=pipeline_url,
-    )  # fmt: skip
+    settings = validator_settings(redis_url, str(tmp_path / "m.json"), lb_url=pipeline_url)
     async with running(settings, validator_wallet):
         final = await wait_final(redis, task.task_id)
     assert final.status is Status.COMPLETED
-    assert final.result["miner_uid"] == 2 and final.result["accuracy_score"] is None
+    assert final.result["miner_uid"] == 7 and final.result["accuracy_score"] is None
     assert final.result["accuracy_reason"] == (
         f"no reference transcript: the WhisperX pipeline answered 422: {whisperx.NO_TRANSCRIPT}"
     )
     [record] = await attempts(redis, task.task_id)
     errors = {r["uid"]: r.get("error") for r in record["responses"]}
-    assert errors == {0: "http_422", 1: "http_422", 2: None}
+    assert errors == {0: "http_422", 1: "http_422", 7: None}
     # Declining input the pipeline rejects is right: no failure streak, no score.
     assert [await streak(redis, m.hotkey) for m in (accurate, noisy)] == [0, 0]
     assert await redis.hgetall(keys.MINER_SCORES) == {}
@@ -133,12 +145,12 @@ async def test_tts_audio_that_cannot_be_round_tripped_is_unscored(
     cannot transcribe it back: accuracy unknown, not a made-up round trip."""
     text = "a miner with a real voice"
     speech = audio.synthesize("", audio.speech_duration(text))
-    hotkey = ensure_wallet(wallet_dir, "speaking-miner").hotkey.ss58_address
-    body = json.dumps({"output": base64.b64encode(speech).decode(), "model": "espeak"})
-    server = await aiohttp_server(ScriptedMiner(hotkey, Script(body=body.encode())).app())
+    real = await scripted_miner(
+        wallet_dir, aiohttp_server, "speaking-miner",
+        {"output": base64.b64encode(speech).decode(), "model": "espeak"},
+    )  # fmt: skip
     miners = tmp_path / "m.json"
-    url = str(server.make_url("")).rstrip("/")
-    miners.write_text(json.dumps([{"uid": 5, "hotkey": hotkey, "url": url}]))
+    miners.write_text(json.dumps([{"uid": 5, **real}]))
     task = await create_task(redis, TaskType.TTS, text.encode())
     settings = validator_settings(redis_url, str(miners), lb_url=pipeline_url)
     async with running(settings, validator_wallet):
