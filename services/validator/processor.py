@@ -331,12 +331,13 @@ class Processor:
             self.metrics.tasks.labels(task.task_type.value, "lost_race").inc()
             log.info("task_already_final", task_id=task.task_id)
             return False
+        # Counted first: a full Redis refusing the sample below must not hide the completion.
+        self.metrics.tasks.labels(task.task_type.value, "completed").inc()
+        log.info("task_completed", task_id=task.task_id, **result)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lpush(keys.durations(task.task_type.value), time.time() - task.created_at)
             pipe.ltrim(keys.durations(task.task_type.value), 0, DURATIONS_KEPT - 1)
             await pipe.execute()
-        self.metrics.tasks.labels(task.task_type.value, "completed").inc()
-        log.info("task_completed", task_id=task.task_id, **result)
         await self._notify(task.task_id)
         return True
 
