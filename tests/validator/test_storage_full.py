@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from devnet.redis_server import RedisServer
 from services.validator.consumer import StreamQueue
@@ -49,7 +50,9 @@ async def test_holding_and_finishing_an_entry_needs_no_memory(small):
     await queue.ensure_groups()
     kept, finished = await create_task(small), await create_task(small)
     await fill(small)
-    assert storage_full(await _refusal(small.set("probe", "x")))
+    with pytest.raises(RedisError) as refused:
+        await small.set("probe", "x")
+    assert storage_full(refused.value)
     await queue.ensure_groups()  # a replica starting now: the groups are only read
     first, second = await queue.take(), await queue.take()
     assert {first.task_id, second.task_id} == {kept.task_id, finished.task_id}
@@ -60,14 +63,6 @@ async def test_holding_and_finishing_an_entry_needs_no_memory(small):
     entries = await small.xrange(stream)
     assert [fields[b"task_id"].decode() for _, fields in entries] == [first.task_id]
     assert (await small.xpending(stream, keys.CONSUMER_GROUP))["pending"] == 0
-
-
-async def _refusal(call) -> Exception:
-    try:
-        await call
-    except Exception as exc:  # the caller asserts what it is
-        return exc
-    raise AssertionError("the write was not refused")
 
 
 async def get_json(url: str) -> dict:
@@ -93,7 +88,7 @@ async def test_a_task_waits_while_redis_is_full_and_completes_once_it_has_room(
 
         async def refused_repeatedly() -> bool:
             # 0.5 + 1 + 2 s of backoff: the task has been held through several refusals.
-            return c.metrics.value("validator_storage_full_total", loop="task") >= 3
+            return await _value(c, "task") >= 3
 
         await eventually(refused_repeatedly, within=60)
         health = await get_json(f"{base}/health")
@@ -110,11 +105,40 @@ async def test_a_task_waits_while_redis_is_full_and_completes_once_it_has_room(
         await make_room(small)
         done = await wait_final(small, task.task_id)
         assert done.status is Status.COMPLETED and done.attempts == 1
-        assert await small.xlen(keys.stream(Priority.NORMAL)) == 0
+        # The entry is acknowledged and deleted just after the task completes.
+        await eventually(_not_in_flight(c, small))
         health = await get_json(f"{base}/health")
         assert health["waiting_for_storage"] == 0 and health["redis_memory"]["ratio"] < 1
         assert (
             c.metrics.value("validator_tasks_total", task_type="summarization", outcome="completed")
             == 1
         )
-        assert c.metrics.value("validator_storage_full_total", loop="netstats") > 0
+        assert await _value(c, "netstats") > 0
+
+
+async def test_a_validator_starting_on_a_full_redis_without_groups_waits_for_room(
+    full_server, small, tmp_path, start_miner, validator_wallet
+):
+    miner = await start_miner(0)
+    settings = validator_settings(full_server.url, write_miners(tmp_path / "m.json", [miner]))
+    await fill(small)  # a fresh Redis, filled by another tenant: no consumer group yet
+    async with running(settings, validator_wallet) as app:
+        c = components(app)
+        await eventually(lambda: _value(c, "consumer"), within=30)
+        health = await get_json(f"http://127.0.0.1:{settings.validator_port}/health")
+        assert health["status"] == "ok" and health["dead_loops"] == []
+        await make_room(small)
+        task = await create_task(small)
+        assert (await wait_final(small, task.task_id, within=30)).status is Status.COMPLETED
+
+
+async def _value(c, loop: str) -> float:
+    return c.metrics.value("validator_storage_full_total", loop=loop)
+
+
+def _not_in_flight(c, redis: Redis):
+    async def check() -> bool:
+        empty = await redis.xlen(keys.stream(Priority.NORMAL)) == 0
+        return empty and not c.pool.tasks and not c.storage_wait.waiting
+
+    return check
