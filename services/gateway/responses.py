@@ -136,7 +136,7 @@ class RedisMemory(Schema):
     ratio = _nullable(
         fields.Float,
         metadata={
-            "description": "used_memory / maxmemory; at 1 or more Redis refuses writes "
+            "description": "used_memory / maxmemory; near 1 a noeviction Redis refuses writes "
             "(submissions get 503 storage_full); null without a limit"
         },
     )
