@@ -37,6 +37,7 @@ from services.validator.processor import Processor
 from services.validator.reclaim import Reclaimer
 from services.validator.reference import ReferenceClient
 from services.validator.settings import ValidatorSettings
+from services.validator.storagefull import WaitWhileFull, defer_while_full
 from services.validator.webhooks import Webhooks
 from services.validator.webhooks import create_session as webhook_session
 from services.validator.weights import WeightSetter
@@ -60,6 +61,7 @@ class Components:
     queue: StreamQueue
     pool: WorkPool
     processor: Processor
+    storage_wait: WaitWhileFull
     consumer: Consumer
     reclaimer: Reclaimer
     weights: WeightSetter
@@ -152,10 +154,12 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         metrics=metrics,
         settings=settings,
     )
+    # A task whose write a full Redis refuses waits, entry held, instead of failing.
+    storage_wait = WaitWhileFull(processor.handle, metrics)
     pool = WorkPool(
         settings.max_concurrent_tasks,
         queue,
-        processor.handle,
+        storage_wait,
         metrics,
         heartbeat=settings.heartbeat_interval,
     )
@@ -168,11 +172,12 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         queue=queue,
         pool=pool,
         processor=processor,
+        storage_wait=storage_wait,
         consumer=Consumer(queue, pool, settings.block_timeout),
         reclaimer=Reclaimer(
             queue,
             pool,
-            processor.abandon,
+            defer_while_full(processor.abandon, metrics),
             metrics,
             idle=settings.reclaim_idle,
             interval=settings.reclaim_interval,

@@ -15,12 +15,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from services.validator.metrics import Metrics
 from shared import keys
 from shared.logging import get_logger
-from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
+from shared.periodic import pause
+from shared.redis import FULL_RETRY_MAX, REDIS_DOWN_ERRORS, storage_full, wait_for_redis
 from shared.tasks import PRIORITY_ORDER, Priority
 
 log = get_logger("validator.consumer")
@@ -32,6 +33,13 @@ _TOUCH = """
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
+"""
+# KEYS: stream. ARGV: group, entry id. A script, not MULTI: a full Redis (maxmemory) refuses
+# every command queued in a MULTI, but these two need no memory and free some.
+_FINISH = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
 return 1
 """
 # KEYS: stream. ARGV: group, consumer, entry id, idle ms. Hands the entry back where it is:
@@ -72,10 +80,15 @@ class StreamQueue:
         self.consumer = consumer
         self._touch = redis.register_script(_TOUCH)
         self._release = redis.register_script(_RELEASE)
+        self._finish = redis.register_script(_FINISH)
 
     async def ensure_groups(self) -> None:
-        """Create the group on every stream (from the start, so no earlier entry is missed)."""
+        """Create the group on every stream (from the start, so no earlier entry is missed).
+        Existing groups are only read: XGROUP CREATE is refused by a full Redis (maxmemory)
+        even when the group exists, and a replica starting then can still work."""
         for priority in PRIORITY_ORDER:
+            if await self._has_group(keys.stream(priority)):
+                continue
             try:
                 await self.redis.xgroup_create(
                     keys.stream(priority), keys.CONSUMER_GROUP, id="0", mkstream=True
@@ -83,6 +96,13 @@ class StreamQueue:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+
+    async def _has_group(self, stream: str) -> bool:
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except ResponseError:  # no such stream yet
+            return False
+        return any(g["name"].decode() == keys.CONSUMER_GROUP for g in groups)
 
     async def take(self) -> Delivery | None:
         """The oldest new entry of the highest non-empty priority, or None if all are empty."""
@@ -135,10 +155,7 @@ class StreamQueue:
 
     async def finish(self, delivery: Delivery) -> None:
         """Acknowledge and delete: the gateway counts XLEN as waiting + in flight."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(delivery.stream, keys.CONSUMER_GROUP, delivery.entry_id)
-            pipe.xdel(delivery.stream, delivery.entry_id)
-            await pipe.execute()
+        await self._finish(keys=[delivery.stream], args=[keys.CONSUMER_GROUP, delivery.entry_id])
 
     async def touch(self, delivery: Delivery) -> bool:
         """Reset the entry's idle time; False once another replica has reclaimed it."""
@@ -283,6 +300,13 @@ class Consumer:
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("consumer_redis_unavailable", error=str(exc))
                 await wait_for_redis(self.queue.redis, stop=stop)
+            except RedisError as exc:
+                # A missing group cannot be created while Redis is full: wait for room.
+                if not storage_full(exc):
+                    raise
+                self.pool.metrics.storage_full.labels("consumer").inc()
+                log.warning("consumer_storage_full", error=str(exc))
+                await pause(stop, FULL_RETRY_MAX)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._ensure_groups(stop)

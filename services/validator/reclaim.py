@@ -18,14 +18,14 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from services.validator.consumer import Delivery, StreamQueue, WorkPool
 from services.validator.metrics import Metrics
 from shared import keys
 from shared.logging import get_logger
 from shared.periodic import every
-from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
+from shared.redis import REDIS_DOWN_ERRORS, storage_full, wait_for_redis
 from shared.tasks import PRIORITY_ORDER, Priority
 
 log = get_logger("validator.reclaim")
@@ -164,7 +164,15 @@ class Reclaimer:
             await self.abandon(delivery, deliveries)
             return False
         if task_id:
-            await self._forget_unfinished(keys=[keys.task(task_id), keys.task_attempts(task_id)])
+            try:
+                await self._forget_unfinished(
+                    keys=[keys.task(task_id), keys.task_attempts(task_id)]
+                )
+            except RedisError as exc:
+                # A full Redis (maxmemory) refuses the count's reset: the takeover goes on,
+                # with the unfinished attempt counted.
+                if not storage_full(exc):
+                    raise
         self.metrics.reclaims.labels("reclaimed").inc()
         log.info("entry_reclaimed", task_id=task_id, entry=entry_id, deliveries=deliveries)
         self.pool.start(delivery)
