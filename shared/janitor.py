@@ -14,12 +14,13 @@ import asyncio
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from shared import keys
 from shared.blobs import INCOMING, BlobInfo, BlobStore, BlobUnavailable
 from shared.logging import get_logger
 from shared.periodic import pause
-from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
+from shared.redis import REDIS_DOWN_ERRORS, storage_full, wait_for_redis
 
 log = get_logger("janitor")
 
@@ -118,5 +119,10 @@ class BlobJanitor:
                 log.warning("janitor_redis_unavailable", error=str(exc))
                 await wait_for_redis(self.redis, stop=stop)
                 continue
+            except RedisError as exc:
+                if not storage_full(exc):
+                    raise
+                # Redis at maxmemory refuses the sweep lock: skip this round.
+                log.warning("janitor_storage_full", error=str(exc))
             if await pause(stop, self.interval):
                 return

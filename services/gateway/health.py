@@ -1,6 +1,11 @@
 """GET /api/v1/health: 200 with Redis, blob store, queue and network status; 503 when Redis
-is down. A blob store that is away makes it ``degraded`` (still 200: task reads that need
-only Redis keep working, while submissions get 503 ``storage_unavailable``)."""
+is down.
+
+Redis' memory against maxmemory is reported, but a full Redis stays "healthy" (200): reads
+still work and submissions answer 503 ``storage_full`` themselves, while failing the probe
+would take every gateway out of its load balancer and turn those answers into refused
+connections. A blob store that is away makes it ``degraded`` (still 200, for the same
+reason: submissions that need it answer 503 ``storage_unavailable``)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from services.gateway.state import REDIS, SETTINGS, STORE
 from services.gateway.stats import read_network
 from services.gateway.storage import BLOBS
 from shared.blobs import BlobUnavailable
+from shared.redis import memory_use
 from shared.tasks import iso, now
 
 log = structlog.get_logger("gateway.health")
@@ -64,6 +70,7 @@ async def health(request: web.Request) -> web.Response:
             counts = await store.counts()
             queues = await store.queue_sizes()
             network = await read_network(redis)
+            memory = await memory_use(redis)
     except (TimeoutError, RedisError) as exc:
         log.warning("health_redis_unreachable", error=str(exc) or type(exc).__name__)
         return web.json_response(
@@ -86,7 +93,11 @@ async def health(request: web.Request) -> web.Response:
         {
             "status": "healthy" if blob_store["status"] == "connected" else "degraded",
             "timestamp": iso(now()),
-            "redis": {"status": "connected", "latency_ms": latency_ms},
+            "redis": {
+                "status": "connected",
+                "latency_ms": latency_ms,
+                "memory": memory.as_dict() if memory else None,
+            },
             "blob_store": blob_store,
             "queue": {**counts, "queue_size": sum(queues.values()), "queues": queues},
             "network": network,
