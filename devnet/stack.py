@@ -110,6 +110,9 @@ class Stack:
         base = {
             "ENVIRONMENT": "development",
             "REDIS_URL": self.redis_url,
+            # The shipped default (var/blobs) when var is the repository's var/; a stack
+            # with a var of its own keeps its blobs there too.
+            "BLOB_STORE": str(self.var / "blobs"),
             "PYTHONUNBUFFERED": "1",
         }
         services: list[Service] = []

@@ -103,3 +103,27 @@ def rate_bucket(group: str, identity: str) -> str:
 def idempotency(identity: str, digest: str) -> str:
     """The stored answer to a submission made with one Idempotency-Key (digest of it)."""
     return f"{PREFIX}:idempotency:{identity}:{digest}"
+
+
+# Blob names: keys of the blob store (shared.blobs), not of Redis. Grouped by the task id's
+# first two characters, so no directory of the file backend holds every blob.
+INPUT_BLOBS = "inputs/"
+OUTPUT_BLOBS = "outputs/"
+BLOB_EXPIRY = f"{PREFIX}:blobs:expiry"  # zset blob name -> unix time it is to be deleted
+BLOB_SWEEP_LOCK = f"{PREFIX}:lock:blobsweep"  # one replica sweeps for orphans at a time
+
+
+def input_blob(task_id: str) -> str:
+    """A task's input: written once, by the gateway, before the task exists."""
+    return f"{INPUT_BLOBS}{task_id[:2]}/{task_id}"
+
+
+def output_blob(task_id: str, token: str) -> str:
+    """One write of a task's output. ``token`` is unique per write, so a replica that
+    loses the race to complete a task deletes its own output, never the winner's."""
+    return f"{OUTPUT_BLOBS}{task_id[:2]}/{task_id}.{token}"
+
+
+def blob_task_id(name: str) -> str:
+    """The task id in an input or output blob name."""
+    return name.rsplit("/", 1)[-1].split(".", 1)[0]

@@ -1,4 +1,9 @@
-"""structlog set-up: JSON lines in production, a readable console elsewhere."""
+"""structlog set-up: JSON lines in production, a readable console elsewhere.
+
+Tracebacks are plain in both modes: never with local variables. structlog's console
+renderer would otherwise use rich (or better-exceptions) when installed and print every
+frame's locals, request bodies and upload buffers among them: slow, huge, and a leak.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,9 @@ def configure_logging(environment: str = "development", level: str = "INFO") -> 
         renderer: structlog.types.Processor = structlog.processors.JSONRenderer()
         shared.append(structlog.processors.format_exc_info)
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

@@ -17,94 +17,10 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared import keys
+from shared import storescripts as scripts
+from shared.blobs import Blob, BlobStore
+from shared.taskdata import BytesBlob, TaskData
 from shared.tasks import FINAL_STATUSES, PRIORITY_ORDER, Priority, Status, Task, TaskType, now
-
-# KEYS: hash, input, pending index, all index, stream, sequence,
-#       [owner's all index, owner's pending index], [probed streams..., durations list],
-#       [guard]
-# ARGV: task_id, input bytes, has owner (0/1), guard record ('' for none), guard ttl,
-#       probe keys (streams + durations list; 0: no probe), duration samples,
-#       the hash's fields as one JSON array [field, value, ...] (redis-py packs one
-#       argument for less CPU than twenty)
-# Returns {1, seq, entries in the probed streams, {durations}} when stored (the probe is
-# read before this task is queued); {0, guard record} when the guard key already existed
-# (then nothing is written).
-_CREATE = """
-if ARGV[4] ~= '' then
-  local existing = redis.call('GET', KEYS[#KEYS])
-  if existing then return {0, existing} end
-end
-local probe = tonumber(ARGV[6])
-local ahead = 0
-local durations = {}
-if probe > 0 then
-  local first = ARGV[3] == '1' and 9 or 7
-  for i = first, first + probe - 2 do ahead = ahead + redis.call('XLEN', KEYS[i]) end
-  durations = redis.call('LRANGE', KEYS[first + probe - 1], 0, tonumber(ARGV[7]) - 1)
-end
-local seq = redis.call('INCR', KEYS[6])
-redis.call('HSET', KEYS[1], 'seq', seq, unpack(cjson.decode(ARGV[8])))
-redis.call('SET', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[3], seq, ARGV[1])
-redis.call('ZADD', KEYS[4], seq, ARGV[1])
-if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[7], seq, ARGV[1])
-  redis.call('ZADD', KEYS[8], seq, ARGV[1])
-end
-redis.call('XADD', KEYS[5], '*', 'task_id', ARGV[1])
-if ARGV[4] ~= '' then redis.call('SET', KEYS[#KEYS], ARGV[4], 'EX', ARGV[5]) end
-return {1, seq, ahead, durations}
-"""
-
-# KEYS: hash, input, output, attempts, pending, processing, completed, failed, all, expiry,
-#       [owner's all, pending, processing, completed, failed indexes, owner's expiry]
-# ARGV: task_id, new status, now, ttl, expected statuses (comma list), has_output,
-#       output, field, value, ...
-# Returns 1 on change, 0 when the current status is not an expected one, -1 if no task.
-_TRANSITION = """
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return -1 end
-local allowed = false
-for s in string.gmatch(ARGV[5], '[^,]+') do
-  if s == cur then allowed = true end
-end
-if not allowed then return 0 end
-local index = {pending=KEYS[5], processing=KEYS[6], completed=KEYS[7], failed=KEYS[8]}
-local new = ARGV[2]
-local seq = redis.call('HGET', KEYS[1], 'seq')
-local owned = #KEYS > 10
-local own = {pending=KEYS[12], processing=KEYS[13], completed=KEYS[14], failed=KEYS[15]}
-if cur ~= new then
-  redis.call('ZREM', index[cur], ARGV[1])
-  redis.call('ZADD', index[new], seq, ARGV[1])
-  if owned then
-    redis.call('ZREM', own[cur], ARGV[1])
-    redis.call('ZADD', own[new], seq, ARGV[1])
-  end
-end
-redis.call('HSET', KEYS[1], 'status', new, 'updated_at', ARGV[3])
-if #ARGV > 7 then redis.call('HSET', KEYS[1], unpack(ARGV, 8)) end
-if ARGV[6] == '1' then redis.call('SET', KEYS[3], ARGV[7]) end
-if new == 'completed' or new == 'failed' then
-  local ttl = tonumber(ARGV[4])
-  for i = 1, 4 do redis.call('EXPIRE', KEYS[i], ttl) end
-  local t = tonumber(ARGV[3])
-  redis.call('ZADD', KEYS[10], t + ttl, ARGV[1])
-  -- Drop index entries of tasks whose data has expired (bounded work per call).
-  local old = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', t, 'LIMIT', 0, 100)
-  for _, id in ipairs(old) do
-    for i = 5, 10 do redis.call('ZREM', KEYS[i], id) end
-  end
-  if owned then
-    redis.call('ZADD', KEYS[16], t + ttl, ARGV[1])
-    local mine = redis.call('ZRANGEBYSCORE', KEYS[16], '-inf', t, 'LIMIT', 0, 100)
-    for _, id in ipairs(mine) do
-      for i = 11, 16 do redis.call('ZREM', KEYS[i], id) end
-    end
-  end
-end
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -144,27 +60,51 @@ class Snapshot:
 
 
 class TaskStore:
-    """Reads and writes tasks. One instance per process, over a shared Redis pool."""
+    """Reads and writes tasks. One instance per process, over a shared Redis pool.
 
-    def __init__(self, redis: Redis, result_ttl: int) -> None:
+    Inputs and outputs over :data:`shared.taskdata.INLINE_MAX` bytes (and TTS audio) go
+    to ``blobs``, the rest to Redis (:class:`shared.taskdata.TaskData`). Final statuses
+    schedule the task's blobs for deletion: inputs ``input_retention`` seconds later,
+    outputs after ``result_ttl`` (:mod:`shared.janitor` deletes them when due).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        result_ttl: int,
+        blobs: BlobStore | None = None,
+        *,
+        input_retention: int = 0,
+    ) -> None:
         self.redis = redis
         self.result_ttl = result_ttl
-        self._create = redis.register_script(_CREATE)
-        self._transition = redis.register_script(_TRANSITION)
+        self.blobs = blobs
+        self.input_retention = input_retention
+        self.data = TaskData(redis, blobs)
+        self._create = redis.register_script(scripts.CREATE)
+        self._transition = redis.register_script(scripts.TRANSITION)
 
-    async def create(self, task: Task, data: bytes) -> Task:
-        """Store a new pending task and its input, index it and queue it, atomically."""
+    async def create(self, task: Task, data: bytes | bytearray | None) -> Task:
+        """Store a new pending task and its input, index it and queue it, atomically.
+
+        ``data`` None: the input is already in the blob store, named by ``task.input_blob``
+        (a streamed upload). Either way the input blob is deleted if the task is not
+        created (Redis failed, or :meth:`create_once` found its guard)."""
         created, _, _ = await self._store(task, data, None, None)
         return created
 
-    async def create_probed(self, task: Task, data: bytes, probe: Probe) -> tuple[Task, Snapshot]:
+    async def create_probed(
+        self, task: Task, data: bytes | bytearray | None, probe: Probe
+    ) -> tuple[Task, Snapshot]:
         """:meth:`create`, reading ``probe`` in the same script (one round trip instead of
         two): the queue as it was just before this task joined it."""
         created, _, snapshot = await self._store(task, data, None, probe)
         assert snapshot is not None
         return created, snapshot
 
-    async def create_once(self, task: Task, data: bytes, guard: Guard) -> bytes | None:
+    async def create_once(
+        self, task: Task, data: bytes | bytearray | None, guard: Guard
+    ) -> bytes | None:
         """:meth:`create`, unless ``guard.key`` exists: then nothing is written and its
         value is returned. Otherwise ``guard.key`` is set to ``guard.record`` in the same
         script, so concurrent callers with one guard key create exactly one task."""
@@ -172,8 +112,9 @@ class TaskStore:
         return existing
 
     async def _store(
-        self, task: Task, data: bytes, guard: Guard | None, probe: Probe | None
+        self, task: Task, data: bytes | bytearray | None, guard: Guard | None, probe: Probe | None
     ) -> tuple[Task, bytes | None, Snapshot | None]:
+        inline = data is not None and not await self.data.place_input(task, data)
         fields = task.to_hash()
         fields.pop("seq", None)
         flat = json.dumps([item for pair in fields.items() for item in pair], ensure_ascii=False)
@@ -183,30 +124,36 @@ class TaskStore:
             else []
         )
         probe_keys = probe.keys() if probe else ()
-        reply = await self._create(
-            keys=[
-                keys.task(task.task_id),
-                keys.task_input(task.task_id),
-                keys.status_index(Status.PENDING),
-                keys.ALL_TASKS,
-                keys.stream(task.priority),
-                keys.SEQUENCE,
-                *owner_keys,
-                *probe_keys,
-                *([guard.key] if guard else []),
-            ],
-            args=[
-                task.task_id,
-                data,
-                "1" if owner_keys else "0",
-                guard.record if guard else b"",
-                guard.ttl if guard else 0,
-                len(probe_keys),
-                probe.samples if probe else 0,
-                flat,
-            ],
-        )
+        try:
+            reply = await self._create(
+                keys=[
+                    keys.task(task.task_id),
+                    keys.task_input(task.task_id),
+                    keys.status_index(Status.PENDING),
+                    keys.ALL_TASKS,
+                    keys.stream(task.priority),
+                    keys.SEQUENCE,
+                    *owner_keys,
+                    *probe_keys,
+                    *([guard.key] if guard else []),
+                ],
+                args=[
+                    task.task_id,
+                    data if inline and data is not None else b"",
+                    "1" if owner_keys else "0",
+                    guard.record if guard else b"",
+                    guard.ttl if guard else 0,
+                    len(probe_keys),
+                    probe.samples if probe else 0,
+                    flat,
+                    "1" if inline else "0",
+                ],
+            )
+        except BaseException:
+            await self.data.discard(task.input_blob)
+            raise
         if int(reply[0]) == 0:
+            await self.data.discard(task.input_blob)
             return task, reply[1], None
         task.seq = int(reply[1])
         snapshot = Snapshot(int(reply[2]), list(reply[3])) if probe else None
@@ -217,10 +164,30 @@ class TaskStore:
         return Task.from_hash(raw) if raw else None
 
     async def get_input(self, task_id: str) -> bytes | None:
-        return await self.redis.get(keys.task_input(task_id))
+        """The whole input (None if the task or its input is gone); big inputs are better
+        streamed with :meth:`open_input`."""
+        task = await self.get(task_id)
+        return None if task is None else await self.data.read_input(task)
 
     async def get_output(self, task_id: str) -> bytes | None:
-        return await self.redis.get(keys.task_output(task_id))
+        """The whole output (None if there is none, or it expired); a large one (see
+        ``Task.output_size``) is better streamed with :meth:`open_output`."""
+        task = await self.get(task_id)
+        return None if task is None else await self.data.read_output(task)
+
+    async def open_input(self, task: Task) -> Blob | BytesBlob | None:
+        """The task's input as a stream with a known size; None if it is gone."""
+        return await self.data.open_input(task)
+
+    async def open_output(self, task: Task) -> Blob | BytesBlob | None:
+        """The task's output as a stream with a known size; None if there is none."""
+        return await self.data.open_output(task)
+
+    async def release_input(self, task: Task) -> None:
+        """Delete a final task's input now if INPUT_RETENTION is 0 (the transition already
+        scheduled it, so a failure here only delays it to the next sweep)."""
+        if task.input_blob and self.input_retention == 0:
+            await self.data.release(task.input_blob)
 
     async def transition(
         self,
@@ -230,18 +197,47 @@ class TaskStore:
         expect: Iterable[Status],
         fields: dict[str, Any] | None = None,
         output: bytes | None = None,
+        binary_output: bool = False,
         at: float | None = None,
     ) -> bool:
         """Move a task to ``to`` only if its status is one of ``expect``; True if it moved.
 
         Final statuses set ``completed_at``, start the RESULT_TTL expiry of the task and its
-        data, and trim expired entries from the indexes.
+        data, schedule its blobs' deletion and trim expired entries from the indexes. An
+        ``output`` goes to the blob store first when it is large or ``binary_output``
+        (audio); it is deleted again if the task does not move.
         """
         t = now() if at is None else at
         extra = {k: str(v) for k, v in (fields or {}).items() if v is not None}
         if to in FINAL_STATUSES:
             extra.setdefault("completed_at", str(t))
+        blob = None
+        if output is not None:
+            blob = await self.data.place_output(task_id, output, binary_output)
+            extra["output_size"] = str(len(output))
+            if blob is not None:
+                extra["output_blob"] = blob
+        inline = output is not None and blob is None
         flat = [item for pair in extra.items() for item in pair]
+        try:
+            moved = await self._run_transition(task_id, to, expect, t, inline, output, flat)
+        except BaseException:
+            await self.data.discard(blob)
+            raise
+        if not moved:
+            await self.data.discard(blob)
+        return moved
+
+    async def _run_transition(
+        self,
+        task_id: str,
+        to: Status,
+        expect: Iterable[Status],
+        t: float,
+        inline: bool,
+        output: bytes | None,
+        flat: list[str],
+    ) -> bool:
         # The owner never changes after creation, so reading it first cannot race.
         owner = await self.redis.hget(keys.task(task_id), "owner")
         owner_keys = []
@@ -261,6 +257,7 @@ class TaskStore:
                 *(keys.status_index(s) for s in Status),
                 keys.ALL_TASKS,
                 keys.EXPIRY_INDEX,
+                keys.BLOB_EXPIRY,
                 *owner_keys,
             ],
             args=[
@@ -269,8 +266,9 @@ class TaskStore:
                 repr(t),
                 self.result_ttl,
                 ",".join(Status(s).value for s in expect),
-                "1" if output is not None else "0",
-                output if output is not None else b"",
+                "1" if inline else "0",
+                output if inline and output is not None else b"",
+                self.input_retention,
                 *flat,
             ],
         )

@@ -96,6 +96,11 @@ class Task:
     input_size: int = 0
     owner: str | None = None
     seq: int = 0
+    # Where the bytes are: a blob store name (shared.keys.input_blob / output_blob), or
+    # None when they are small enough to sit in Redis (keys.task_input / task_output).
+    input_blob: str | None = None
+    output_blob: str | None = None
+    output_size: int | None = None
 
     def to_hash(self) -> dict[str, str]:
         """Flat string fields for HSET; None values are left out."""
@@ -127,6 +132,9 @@ class Task:
             input_size=int(d.get("input_size", 0)),
             owner=d.get("owner"),
             seq=int(d.get("seq", 0)),
+            input_blob=d.get("input_blob"),
+            output_blob=d.get("output_blob"),
+            output_size=int(d["output_size"]) if d.get("output_size") else None,
         )
 
 
@@ -134,17 +142,31 @@ class Task:
 _TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Task))
 
 
-def public_view(task: Task, output: bytes | None = None) -> dict[str, Any]:
+#: Largest output whose bytes the status JSON carries (base64 ``output_data``); a larger
+#: one is only at ``output_url``.
+MAX_INLINE_OUTPUT = 1024 * 1024
+
+
+def output_path(task_id: str) -> str:
+    """Where the gateway serves a task's raw output (relative, like ``Location``)."""
+    return f"/api/v1/tasks/{task_id}/output"
+
+
+def public_view(
+    task: Task, output: bytes | None = None, *, output_url: str | None = None
+) -> dict[str, Any]:
     """The task as ``GET /api/v1/tasks/{id}`` shows it (and as webhooks carry it).
 
     The seed README's shape: scores are repeated at the top level, and a completed task's
     ``result`` carries the output base64-encoded as ``output_data`` (plus ``output_text``
-    for text outputs).
+    for text outputs), or null when ``output`` is not given (listings, large outputs).
+    ``output_url``, when given, says where the raw output is served.
     """
     result = None
     if task.result is not None:
         result = {
             "output_data": base64.b64encode(output).decode() if output is not None else None,
+            **({"output_url": output_url} if output_url else {}),
             "model_used": task.result.get("model_used"),
             "processing_time": task.result.get("processing_time"),
             "accuracy_score": task.result.get("accuracy_score"),

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from devnet.redis_server import RedisServer
 from devnet.wallets import ensure_wallet
 from shared.settings import RedisSettings, load_settings
+from tests.blobstores import BACKENDS, Backend, MotoServer, make_backend, moto_server
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +55,19 @@ def validator_wallet(wallet_dir: Path):
 def miner_wallets(wallet_dir: Path):
     """Five throwaway miner wallets (cold + hot keys, no password)."""
     return [ensure_wallet(wallet_dir, f"miner{i}") for i in range(5)]
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    """moto's standalone S3 server on a loopback port, for the session (a bucket per test)."""
+    with moto_server() as server:
+        yield server
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """An empty blob store, once per backend: the test runs against each of them."""
+    moto = request.getfixturevalue("moto") if request.param == "s3" else None
+    store = await make_backend(request.param, tmp_path, moto)
+    yield store
+    await store.store.close()

@@ -36,6 +36,7 @@ from services.gateway.state import (
     SUBMISSION_KINDS,
 )
 from services.gateway.stats import stats
+from services.gateway.storage import BLOBS, blob_store_ctx
 from services.gateway.submissions import submission_handler, task_kinds
 from services.gateway.tasks import get_output, get_task, list_tasks
 from shared.http import request_logging_middleware
@@ -53,7 +54,7 @@ async def redis_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = create_redis(settings)
     app[REDIS] = redis
-    app[STORE] = TaskStore(redis, settings.result_ttl)
+    app[STORE] = TaskStore(redis, settings.result_ttl, app[BLOBS])
     app[API_KEYS] = ApiKeys(redis)
     app[LIMITER] = RateLimiter(redis)
     try:
@@ -95,6 +96,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[SUBMISSION_KINDS] = task_kinds(settings)
+    app.cleanup_ctx.append(blob_store_ctx(settings))
     app.cleanup_ctx.append(redis_pool)
     add_routes(app)
     spec = build_spec(app)

@@ -1,9 +1,11 @@
-"""GET /api/v1/health: 200 with Redis, queue and network status; 503 when Redis is down.
+"""GET /api/v1/health: 200 with Redis, blob store, queue and network status; 503 when Redis
+is down.
 
 Redis' memory against maxmemory is reported, but a full Redis stays "healthy" (200): reads
 still work and submissions answer 503 ``storage_full`` themselves, while failing the probe
 would take every gateway out of its load balancer and turn those answers into refused
-connections."""
+connections. A blob store that is away makes it ``degraded`` (still 200, for the same
+reason: submissions that need it answer 503 ``storage_unavailable``)."""
 
 from __future__ import annotations
 
@@ -19,17 +21,38 @@ from services.gateway.openapi import json_content, operation
 from services.gateway.responses import Health
 from services.gateway.state import REDIS, SETTINGS, STORE
 from services.gateway.stats import read_network
+from services.gateway.storage import BLOBS
+from shared.blobs import BlobUnavailable
 from shared.redis import memory_use
 from shared.tasks import iso, now
 
 log = structlog.get_logger("gateway.health")
 
 
+async def blob_store_health(app: web.Application) -> dict[str, object]:
+    """The blob store's state for the health answer: one ping within HEALTH_TIMEOUT."""
+    blobs = app[BLOBS]
+    state: dict[str, object] = {"backend": blobs.backend}
+    try:
+        async with asyncio.timeout(app[SETTINGS].health_timeout):
+            start = time.perf_counter()
+            await blobs.ping()
+        state["status"] = "connected"
+        state["latency_ms"] = round((time.perf_counter() - start) * 1000, 2)
+    except (TimeoutError, BlobUnavailable) as exc:
+        log.warning("health_blob_store_unreachable", error=str(exc) or type(exc).__name__)
+        state["status"] = "unreachable"
+    return state
+
+
 @operation(
-    "Liveness and readiness: Redis, queues, network",
+    "Liveness and readiness: Redis, blob store, queues, network",
     tags=["monitoring"],
     responses={
-        "200": {"description": "healthy", "content": json_content(Health)},
+        "200": {
+            "description": "healthy, or degraded when the blob store is unreachable",
+            "content": json_content(Health),
+        },
         "503": {
             "description": "Redis is unreachable (status unhealthy, with an error object)",
             "content": json_content(Health),
@@ -55,6 +78,7 @@ async def health(request: web.Request) -> web.Response:
                 "status": "unhealthy",
                 "timestamp": iso(now()),
                 "redis": {"status": "unreachable"},
+                "blob_store": await blob_store_health(request.app),
                 "error": {
                     "code": "redis_unavailable",
                     "message": "Redis is unreachable",
@@ -64,15 +88,17 @@ async def health(request: web.Request) -> web.Response:
             status=503,
             headers={"Retry-After": RETRY_AFTER},
         )
+    blob_store = await blob_store_health(request.app)
     return web.json_response(
         {
-            "status": "healthy",
+            "status": "healthy" if blob_store["status"] == "connected" else "degraded",
             "timestamp": iso(now()),
             "redis": {
                 "status": "connected",
                 "latency_ms": latency_ms,
                 "memory": memory.as_dict() if memory else None,
             },
+            "blob_store": blob_store,
             "queue": {**counts, "queue_size": sum(queues.values()), "queues": queues},
             "network": network,
         }

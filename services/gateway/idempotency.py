@@ -58,7 +58,7 @@ def header_value(request: web.Request) -> str | None:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Upload):
-        return "sha256:" + hashlib.sha256(value.data).hexdigest()
+        return "sha256:" + value.sha256
     return value
 
 

@@ -43,7 +43,17 @@ class SubmissionAccepted(Schema):
 class TaskResult(Schema):
     output_data = _nullable(
         fields.String,
-        metadata={"format": "byte", "description": "the output, base64 (null in listings)"},
+        metadata={
+            "format": "byte",
+            "description": "the output, base64; null in listings and for outputs over "
+            "1 MiB (then fetch output_url)",
+        },
+    )
+    output_url = fields.String(
+        metadata={
+            "description": "where the raw output is served (GET, streamed with "
+            "Content-Length), relative to the gateway: /api/v1/tasks/{task_id}/output"
+        }
     )
     output_text = fields.String(
         metadata={"description": "the output as text (transcription, summarization)"}
@@ -165,10 +175,21 @@ class RedisHealth(Schema):
     )
 
 
+class BlobStoreHealth(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["connected", "unreachable"]))
+    backend = fields.String(required=True, validate=validate.OneOf(["file", "s3"]))
+    latency_ms = fields.Float(metadata={"description": "one ping (S3: HeadBucket)"})
+
+
 class Health(Schema):
-    status = fields.String(required=True, validate=validate.OneOf(["healthy", "unhealthy"]))
+    status = fields.String(
+        required=True,
+        validate=validate.OneOf(["healthy", "degraded", "unhealthy"]),
+        metadata={"description": "degraded: Redis is fine, the blob store is unreachable"},
+    )
     timestamp = fields.DateTime(required=True)
     redis = fields.Nested(RedisHealth, required=True)
+    blob_store = fields.Nested(BlobStoreHealth, required=True)
     queue = fields.Nested(QueueHealth, metadata={"description": "absent when unhealthy"})
     network = fields.Nested(NetworkStats, metadata={"description": "absent when unhealthy"})
     error = fields.Nested(ErrorDetail, metadata={"description": "present when unhealthy"})

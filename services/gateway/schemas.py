@@ -15,9 +15,10 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from services.gateway.audio import HEAD_BYTES, sniff
+from services.gateway.audio import sniff
 from services.gateway.errors import ApiError
 from services.gateway.settings import GatewaySettings
+from shared.blobs import BlobUpload
 from shared.tasks import PRIORITY_ORDER, Priority, Status, TaskType
 
 MAX_CALLBACK_URL = 2048
@@ -78,11 +79,16 @@ def not_blank(value: str) -> None:
 
 @dataclass(frozen=True)
 class Upload:
-    """One file part of a multipart form, read whole only after its size was checked."""
+    """One file part of a multipart form, streamed into a blob store upload (``blob``, not
+    yet committed) as it arrived: its size, first bytes and SHA-256 were taken on the way."""
 
     filename: str | None
     content_type: str | None
-    data: bytes | bytearray
+    size: int
+    head: bytes  # the first HEAD_BYTES bytes, for content sniffing
+    sha256: str  # hex digest, for Idempotency-Key fingerprints
+    blob: BlobUpload
+    blob_name: str  # the name it gets on commit: keys.input_blob(its task id)
 
 
 class UploadField(fields.Field):
@@ -96,9 +102,9 @@ class UploadField(fields.Field):
 
 def is_audio(upload: Upload) -> None:
     """Reject an empty file, and one whose first bytes are no supported audio container."""
-    if not upload.data:
+    if not upload.size:
         raise ValidationError(Problem("empty_file", "the uploaded file is empty"))
-    if sniff(upload.data[:HEAD_BYTES]) is None:
+    if sniff(upload.head) is None:
         raise ValidationError(
             Problem("not_audio", "the file is not WAV, MP3, FLAC, OGG, M4A or WebM audio")
         )

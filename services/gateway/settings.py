@@ -11,6 +11,7 @@ from marshmallow import ValidationError, fields, validate
 
 from services.gateway.clientip import NetworkList
 from services.gateway.rates import DEFAULT_LIMITS, Limit, LimitsField
+from shared.blobs.settings import BlobSettings
 from shared.settings import (
     RedisSettings,
     SettingsError,
@@ -84,7 +85,7 @@ def _seconds(max_seconds: float = 60) -> fields.Float:
 
 
 @dataclasses.dataclass(frozen=True)
-class GatewaySettings(RedisSettings):
+class GatewaySettings(RedisSettings, BlobSettings):
     """Everything ``python -m services.gateway`` reads from the environment."""
 
     host: str = setting(fields.String(), "0.0.0.0", "interface to listen on")
@@ -169,6 +170,7 @@ class GatewaySettings(RedisSettings):
 
     def check(self) -> None:
         """Cross-field rules that one field's validator cannot see."""
+        self.check_blob_store()
         if self.default_language not in self.allowed_languages:
             raise SettingsError(
                 "DEFAULT_LANGUAGE: must be one of ALLOWED_LANGUAGES "

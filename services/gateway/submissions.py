@@ -1,11 +1,13 @@
 """Task submission: one table row per task type, one code path for all of them.
 
 A request goes (after the auth and rate-limit middlewares): read the body (multipart or
-JSON, within BODY_TIMEOUT) -> validate with the type's schema -> :func:`submit` (estimate,
-store atomically, count) -> 202 with Location. Nothing touches Redis before validation
-passes, so a rejected request stores nothing. :func:`submit` takes an already validated
-request, the caller's identity (stored as the task's owner) and, with an Idempotency-Key,
-the claim that the store checks in the same script that stores the task.
+JSON, within BODY_TIMEOUT; an audio part streams into a blob store upload) -> validate with
+the type's schema -> :func:`submit` (commit the upload, estimate, store atomically, count)
+-> 202 with Location. Nothing touches Redis before validation passes, and an upload is
+aborted unless its task was stored, so a rejected request stores nothing. :func:`submit`
+takes an already validated request, the caller's identity (stored as the task's owner)
+and, with an Idempotency-Key, the claim that the store checks in the same script that
+stores the task.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from services.gateway.responses import SubmissionAccepted
 from services.gateway.schemas import Upload, load, submission_schemas
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import IDENTITY, REDIS, SETTINGS, STORE
-from services.gateway.uploads import MULTIPART, read_form
+from services.gateway.storage import BLOBS, storage_errors
+from services.gateway.uploads import MULTIPART, ClientGone, Staging, read_form
+from shared import keys
 from shared.http import Handler
 from shared.tasks import Priority, Status, Task, TaskType, new_task_id
 
@@ -60,16 +64,14 @@ class TaskKind:
     def message(self) -> str:
         return f"{self.label} task submitted successfully"
 
-    async def read(self, request: web.Request, settings: GatewaySettings) -> dict[str, Any]:
-        """The raw, not yet validated fields of the request body."""
+    async def read(
+        self, request: web.Request, settings: GatewaySettings, staging: Staging
+    ) -> dict[str, Any]:
+        """The raw, not yet validated fields of the request body (a file part streamed
+        into ``staging``)."""
         if self.media_type == MULTIPART:
-            return await read_form(request, {self.input_field}, settings.max_upload_bytes)
+            return await read_form(request, {self.input_field}, settings.max_upload_bytes, staging)
         return await read_json(request)
-
-    def input_bytes(self, data: dict[str, Any]) -> bytes | bytearray:
-        """What the validator hands to miners: the audio bytes, or the text as UTF-8."""
-        value = data[self.input_field]
-        return value.data if isinstance(value, Upload) else value.encode()
 
 
 def task_kinds(settings: GatewaySettings) -> tuple[TaskKind, ...]:
@@ -88,18 +90,38 @@ async def submit(
     claim: Claim | None = None,
 ) -> web.Response:
     """Queue a validated submission: 202 with the seed README's body and Location. With an
-    Idempotency-Key ``claim``, a repeat gets the first answer instead (or 422)."""
+    Idempotency-Key ``claim``, a repeat gets the first answer instead (or 422).
+
+    The input is what the validator hands to miners: an :class:`Upload` (committed here,
+    under the task id its staging name carries) or text (stored as UTF-8). A blob store
+    that is away gets 503 ``storage_unavailable``; the upload is then not committed."""
+    with storage_errors("submit"):
+        return await _submit(app, kind, data, owner, claim)
+
+
+async def _submit(
+    app: web.Application,
+    kind: TaskKind,
+    data: dict[str, Any],
+    owner: str | None,
+    claim: Claim | None,
+) -> web.Response:
     settings = app[SETTINGS]
-    payload = kind.input_bytes(data)
+    value = data[kind.input_field]
+    upload = value if isinstance(value, Upload) else None
+    payload = None if upload else value.encode()
     task = Task(
-        task_id=new_task_id(),
+        task_id=keys.blob_task_id(upload.blob_name) if upload else new_task_id(),
         task_type=kind.task_type,
         language=data["source_language"],
         priority=Priority(data["priority"]),
         callback_url=data.get("callback_url"),
-        input_size=len(payload),
+        input_size=upload.size if upload else len(payload or b""),
         owner=owner,
     )
+    if upload:
+        await upload.blob.commit()
+        task.input_blob = upload.blob_name
     store = app[STORE]
     location = str(app.router["get_task"].url_for(task_id=task.task_id))
     if claim is None:
@@ -162,18 +184,27 @@ def submission_handler(kind: TaskKind) -> Handler:
             if request.content.is_eof()
             else asyncio.timeout(settings.body_timeout)
         )
+        staging = Staging(request.app[BLOBS], keys.input_blob(new_task_id()))
         try:
-            async with deadline:
-                raw = await kind.read(request, settings)
-        except TimeoutError:
-            return await body_timeout(request, settings.body_timeout)
-        data = load(kind.schema, raw)
-        owner = request.get(IDENTITY)
-        claim = None
-        if key is not None:
-            fingerprint = idempotency.fingerprint(kind.task_type.value, data)
-            claim = Claim(owner or "", key, fingerprint, settings.idempotency_ttl)
-        return await submit(request.app, kind, data, owner, claim)
+            try:
+                with storage_errors("upload"):
+                    async with deadline:
+                        raw = await kind.read(request, settings, staging)
+            except TimeoutError:
+                return await body_timeout(request, settings.body_timeout)
+            except ClientGone as exc:
+                # One line, no traceback: a client leaving is an ordinary event.
+                log.info("upload_abandoned", path=request.path, received=exc.received)
+                return web.Response(status=499)
+            data = load(kind.schema, raw)
+            owner = request.get(IDENTITY)
+            claim = None
+            if key is not None:
+                fingerprint = idempotency.fingerprint(kind.task_type.value, data)
+                claim = Claim(owner or "", key, fingerprint, settings.idempotency_ttl)
+            return await submit(request.app, kind, data, owner, claim)
+        finally:
+            await staging.abort()
 
     handler.__name__ = f"submit_{kind.task_type.value}"
     too_large = "the audio file" if kind.media_type == MULTIPART else "the JSON body"
@@ -208,7 +239,8 @@ def submission_handler(kind: TaskKind) -> Handler:
             "503": {
                 **error_response(
                     "Redis is unreachable (redis_unavailable) or full (storage_full: "
-                    "maxmemory reached); nothing was stored"
+                    "maxmemory reached), or the blob store is unreachable "
+                    "(storage_unavailable); nothing was stored"
                 ),
                 "headers": {
                     "Retry-After": {

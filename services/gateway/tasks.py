@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import uuid
 
+import structlog
 from aiohttp import web
 
 from services.gateway.errors import ApiError
@@ -15,7 +16,19 @@ from services.gateway.openapi import error_response, json_content, operation
 from services.gateway.responses import TaskList, TaskView
 from services.gateway.schemas import TaskListQuery, load
 from services.gateway.state import IDENTITY, STORE
-from shared.tasks import OUTPUT_MEDIA_TYPE, Status, Task, public_view
+from services.gateway.storage import storage_errors
+from shared.blobs import BlobUnavailable
+from shared.http import REQUEST_ID_HEADER, REQUEST_ID_KEY
+from shared.tasks import (
+    MAX_INLINE_OUTPUT,
+    OUTPUT_MEDIA_TYPE,
+    Status,
+    Task,
+    output_path,
+    public_view,
+)
+
+log = structlog.get_logger("gateway.tasks")
 
 _LIST_QUERY = TaskListQuery()
 
@@ -51,15 +64,21 @@ async def _find(request: web.Request) -> Task:
         "404": error_response(
             "no such task, it expired after RESULT_TTL, or another identity submitted it"
         ),
-        "503": error_response("Redis is unreachable"),
+        "503": error_response("Redis or the blob store is unreachable"),
     },
 )
 async def get_task(request: web.Request) -> web.Response:
-    """The seed README's shape; a completed task's result carries output_data (base64)."""
+    """The seed README's shape; a completed task's result carries output_data (base64) up
+    to 1 MiB of output, and output_url (its raw output) always."""
     store = request.app[STORE]
     task = await _find(request)
-    output = await store.get_output(task.task_id) if task.status is Status.COMPLETED else None
-    return web.json_response(public_view(task, output))
+    output, url = None, None
+    if task.status is Status.COMPLETED:
+        url = output_path(task.task_id)
+        if task.output_size is None or task.output_size <= MAX_INLINE_OUTPUT:
+            with storage_errors("status"):
+                output = await store.data.read_output(task)
+    return web.json_response(public_view(task, output, output_url=url))
 
 
 @operation(
@@ -76,21 +95,42 @@ async def get_task(request: web.Request) -> web.Response:
         },
         "404": error_response("no such task (or not the caller's), or its output expired"),
         "409": error_response("the task has not completed (code output_not_ready)"),
-        "503": error_response("Redis is unreachable"),
+        "503": error_response("Redis or the blob store is unreachable"),
     },
 )
-async def get_output(request: web.Request) -> web.Response:
-    """The output bytes themselves, with the media type of the task's kind."""
+async def get_output(request: web.Request) -> web.StreamResponse:
+    """The output bytes themselves, with the media type of the task's kind, streamed from
+    the blob store chunk by chunk with Content-Length."""
     store = request.app[STORE]
     task = await _find(request)
     if task.status is not Status.COMPLETED:
         raise ApiError(
             409, "output_not_ready", f"the task is {task.status.value}, not completed", "task_id"
         )
-    output = await store.get_output(task.task_id)
-    if output is None:
+    with storage_errors("output"):
+        blob = await store.open_output(task)
+    if blob is None:
         raise ApiError(404, "output_not_found", "the task's output has expired", "task_id")
-    return web.Response(body=output, headers={"Content-Type": OUTPUT_MEDIA_TYPE[task.task_type]})
+    response = web.StreamResponse(headers={"Content-Type": OUTPUT_MEDIA_TYPE[task.task_type]})
+    response.content_length = blob.size
+    response.headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_KEY, "")
+    try:
+        await response.prepare(request)
+        async for chunk in blob.chunks():
+            await response.write(chunk)
+    except BlobUnavailable as exc:
+        # The head is sent: closing short of Content-Length is how the client learns.
+        log.warning("output_stream_failed", task_id=task.task_id, error=str(exc))
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    except ConnectionResetError:
+        log.info("output_stream_abandoned", task_id=task.task_id)
+        return response
+    finally:
+        await blob.close()
+    await response.write_eof()
+    return response
 
 
 @operation(

@@ -41,7 +41,9 @@ from services.validator.storagefull import WaitWhileFull, defer_while_full
 from services.validator.webhooks import Webhooks
 from services.validator.webhooks import create_session as webhook_session
 from services.validator.weights import WeightSetter
+from shared.blobs import BlobStore, open_blob_store
 from shared.http import request_logging_middleware
+from shared.janitor import BlobJanitor
 from shared.logging import get_logger
 from shared.redis import create_redis
 from shared.store import TaskStore
@@ -67,6 +69,8 @@ class Components:
     weights: WeightSetter
     webhooks: Webhooks
     sessions: list[aiohttp.ClientSession]
+    blobs: BlobStore
+    janitor: BlobJanitor
 
 
 SETTINGS = web.AppKey("settings", ValidatorSettings)
@@ -118,6 +122,8 @@ def create_app(
 async def _components(app: web.Application) -> AsyncIterator[None]:
     settings, wallet = app[SETTINGS], app[WALLET]
     redis = create_redis(settings, socket_timeout=max(10.0, settings.block_timeout + 5.0))
+    blobs = open_blob_store(settings)
+    await blobs.start()
     metrics = Metrics()
     hotkey = wallet.hotkey
     miners_http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256), trust_env=False)
@@ -142,7 +148,9 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
     )
     processor = Processor(
         redis=redis,
-        store=TaskStore(redis, settings.result_ttl),
+        store=TaskStore(
+            redis, settings.result_ttl, blobs, input_retention=settings.input_retention
+        ),
         queue=queue,
         registry=registry,
         stats=stats,
@@ -196,6 +204,14 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         ),
         webhooks=webhooks,
         sessions=[miners_http, reference_http, hooks_http],
+        blobs=blobs,
+        janitor=BlobJanitor(
+            redis,
+            blobs,
+            interval=settings.blob_sweep_interval,
+            orphan_age=settings.blob_orphan_age,
+            owner=app[CONSUMER_NAME],
+        ),
     )
     try:
         await registry.sync()
@@ -204,6 +220,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
     yield
     for session in app[COMPONENTS].sessions:
         await session.close()
+    await blobs.close()
     await redis.aclose()
 
 
@@ -216,6 +233,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         "miners": c.registry.run(stop),
         "weights": c.weights.run(stop),
         "webhooks": c.webhooks.run(stop),
+        "blobs": c.janitor.run(stop),
         "netstats": netstats.run(
             c.redis,
             c.registry,

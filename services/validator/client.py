@@ -13,7 +13,8 @@ import binascii
 import json
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,17 +29,29 @@ log = get_logger("validator.client")
 MAX_MODEL_NAME = 128
 
 
+#: Bodies larger than this are sent in slices of this size, each awaited: a socket's write
+#: buffer then never holds a second copy of a large body per miner.
+SEND_SLICE = 256 * 1024
+
+
 @dataclass(frozen=True)
 class MinerRequest:
-    """What is asked of every miner in one attempt (the body is signed per miner)."""
+    """What is asked of every miner in one attempt (the body is signed per miner).
+
+    ``encoded``, when given, is the body already built (:mod:`services.validator.inputs`
+    streams a stored input into it once per task); every miner and attempt shares it.
+    """
 
     task_id: str
     task_type: str
     language: str
-    input: str  # base64 audio for transcription, plain text otherwise
+    input: str = field(repr=False)  # base64 audio for transcription, plain text otherwise
     timeout: float
+    encoded: bytes | bytearray | None = field(default=None, repr=False, compare=False)
 
-    def body(self) -> bytes:
+    def body(self) -> bytes | bytearray:
+        if self.encoded is not None:
+            return self.encoded
         return json.dumps(
             {
                 "task_id": self.task_id,
@@ -116,11 +129,15 @@ class MinerClient:
         headers["Content-Type"] = "application/json"
         nonce = headers.get(bt.http_auth.HEADER_NONCE)
         url = miner.url.rstrip("/") + f"/v1/{request.task_type}"
+        data: bytes | bytearray | AsyncIterator[memoryview] = body
+        if len(body) > SEND_SLICE:
+            headers["Content-Length"] = str(len(body))
+            data = _slices(body)
         start = time.perf_counter()
         try:
             async with asyncio.timeout(request.timeout):
                 async with self.session.post(
-                    url, data=body, headers=headers, allow_redirects=False
+                    url, data=data, headers=headers, allow_redirects=False
                 ) as resp:
                     raw = await self._read(resp)
             output, model, reported = _parse(raw, binary=binary)
@@ -154,6 +171,12 @@ class MinerClient:
         return MinerResponse(
             miner=miner, latency=time.perf_counter() - start, error=kind, nonce=nonce
         )
+
+
+async def _slices(body: bytes | bytearray) -> AsyncIterator[memoryview]:
+    view = memoryview(body)
+    for start in range(0, len(view), SEND_SLICE):
+        yield view[start : start + SEND_SLICE]
 
 
 def _parse(raw: bytes, *, binary: bool) -> tuple[bytes, str, float | None]:

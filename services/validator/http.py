@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.blobs import BlobUnavailable
 from shared.redis import REDIS_DOWN_ERRORS, memory_use
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ LIVENESS = web.AppKey("liveness", Liveness)
 
 
 async def health(request: web.Request) -> web.Response:
-    """200 while every loop runs (Redis being away is reported, not fatal: the validator
-    waits for it); 503 when a loop has died and the pod should be restarted."""
+    """200 while every loop runs (Redis or the blob store being away is reported, not
+    fatal: the validator waits for them); 503 when a loop has died and the pod should be
+    restarted."""
     components, liveness = request.app[COMPONENTS], request.app[LIVENESS]
     memory = None
     try:
@@ -41,10 +43,17 @@ async def health(request: web.Request) -> web.Response:
         redis_state = "ok"
     except (TimeoutError, *REDIS_DOWN_ERRORS):
         redis_state = "unavailable"
+    try:
+        async with asyncio.timeout(1.0):
+            await components.blobs.ping()
+        blob_state = "ok"
+    except (TimeoutError, BlobUnavailable):
+        blob_state = "unavailable"
     dead = liveness.dead()
     body = {
         "status": "ok" if not dead else "failing",
         "redis": redis_state,
+        "blob_store": blob_state,
         "consumer": components.queue.consumer,
         "in_flight": len(components.pool.tasks),
         # Redis full (maxmemory): tasks held, waiting to write; not a reason to restart.

@@ -17,7 +17,7 @@ from collections import Counter
 
 from redis.asyncio import Redis
 
-from services.validator import selection
+from services.validator import inputs, selection, storewait
 from services.validator.client import MinerClient, MinerRequest, MinerResponse
 from services.validator.consumer import Delivery, StreamQueue
 from services.validator.judging import (
@@ -34,8 +34,9 @@ from services.validator.minerstats import MinerStats
 from services.validator.reference import Reference, ReferenceClient
 from services.validator.settings import ValidatorSettings
 from services.validator.tasktypes import TASK_TYPES, TaskSpec
-from services.validator.webhooks import Webhooks
+from services.validator.webhooks import Webhooks, webhook_output
 from shared import keys
+from shared.blobs import BlobUnavailable
 from shared.logging import get_logger
 from shared.store import TaskStore
 from shared.tasks import FINAL_STATUSES, Status, Task
@@ -101,16 +102,27 @@ class Processor:
                 priority=task.priority.value,
                 reclaimed=delivery.reclaimed,
             )
-            await self._process(task)
+            await self._process_stored(task)
         await self.queue.finish(delivery)
 
+    async def _process_stored(self, task: Task | None) -> None:
+        """:meth:`_process`, parking the task as pending while the blob store is away."""
+        while task is not None:
+            try:
+                await self._process(task)
+                return
+            except BlobUnavailable:
+                task = await storewait.park(self.store, task)
+
     async def _process(self, task: Task) -> None:
-        data = await self.store.get_input(task.task_id)
-        if data is None:
+        spec = TASK_TYPES[task.task_type]
+        prepared = await inputs.prepare(self.store, task, spec, float(self.settings.task_timeout))
+        if prepared is None:
             await self.fail(task, "the task's input has expired or is missing")
             return
-        spec = TASK_TYPES[task.task_type]
-        reference = asyncio.create_task(spec.reference(self.references, data, task.language))
+        source, request = prepared
+        data = source.text
+        reference = asyncio.create_task(spec.reference(self.references, source, task.language))
         asked: set[str] = set()
         failures: Counter[str] = Counter()
         attempt = task.attempts
@@ -128,7 +140,7 @@ class Processor:
                 try:
                     attempt = await self.redis.hincrby(keys.task(task.task_id), "attempts", 1)
                     best = await self._attempt(
-                        task, spec, data, reference, attempt, asked, failures, chosen
+                        task, spec, request, data, reference, attempt, asked, failures, chosen
                     )
                 finally:
                     await self._release(chosen)
@@ -180,6 +192,7 @@ class Processor:
         self,
         task: Task,
         spec: TaskSpec,
+        request: MinerRequest,
         data: bytes,
         reference: asyncio.Task[Reference],
         attempt: int,
@@ -190,13 +203,6 @@ class Processor:
         """One round of queries to ``chosen``; the best usable answer, or None."""
         started = time.time()
         asked.update(m.hotkey for m in chosen)
-        request = MinerRequest(
-            task_id=task.task_id,
-            task_type=task.task_type.value,
-            language=task.language,
-            input=spec.encode_input(data),
-            timeout=float(self.settings.task_timeout),
-        )
         responses = await self._ask(chosen, request, spec.binary_output)
         answered = [r for r in responses if r.ok]
         # Answers need the reference; so do declines (is the input unprocessable?). It is
@@ -248,13 +254,20 @@ class Processor:
     async def complete(self, task: Task, best: Scored) -> bool:
         """Store the winning answer; False if another copy of the task finished first."""
         result = best.result()
-        moved = await self.store.transition(
-            task.task_id,
-            Status.COMPLETED,
-            expect=[Status.PROCESSING],
-            fields={"result": json.dumps(result)},
-            output=best.response.output,
-        )
+        while True:
+            try:
+                moved = await self.store.transition(
+                    task.task_id,
+                    Status.COMPLETED,
+                    expect=[Status.PROCESSING],
+                    fields={"result": json.dumps(result)},
+                    output=best.response.output,
+                    binary_output=TASK_TYPES[task.task_type].binary_output,
+                )
+                break
+            except BlobUnavailable:
+                # The answer waits in memory; the task stays processing, its entry held.
+                await storewait.wait_for_blobs(self.store.blobs, "output", task.task_id)
         if not moved:
             self.metrics.tasks.labels(task.task_type.value, "lost_race").inc()
             log.info("task_already_final", task_id=task.task_id)
@@ -267,7 +280,7 @@ class Processor:
             pipe.lpush(keys.durations(task.task_type.value), time.time() - task.created_at)
             pipe.ltrim(keys.durations(task.task_type.value), 0, DURATIONS_KEPT - 1)
             await pipe.execute()
-        await self._notify(task.task_id)
+        await self._finished(task)
         return True
 
     async def fail(self, task: Task, reason: str) -> bool:
@@ -281,7 +294,7 @@ class Processor:
         if moved:
             self.metrics.tasks.labels(task.task_type.value, "failed").inc()
             log.info("task_failed", task_id=task.task_id, reason=reason)
-            await self._notify(task.task_id)
+            await self._finished(task)
         return moved
 
     async def abandon(self, delivery: Delivery, deliveries: int) -> None:
@@ -308,12 +321,20 @@ class Processor:
             )
         await self.queue.finish(delivery)
 
+    async def _finished(self, task: Task) -> None:
+        """After a final status: drop the input (unless INPUT_RETENTION keeps it), notify."""
+        try:
+            await self.store.release_input(task)
+        except BlobUnavailable as exc:
+            # Already scheduled by the transition: the janitor deletes it when it can.
+            log.warning("input_release_deferred", task_id=task.task_id, error=str(exc))
+        await self._notify(task.task_id)
+
     async def _notify(self, task_id: str) -> None:
         final = await self.store.get(task_id)
         if final is None or final.status not in FINAL_STATUSES or not final.callback_url:
             return
-        output = await self.store.get_output(task_id)
-        await self.webhooks.enqueue(final, output)
+        await self.webhooks.enqueue(final, await webhook_output(self.store, final))
 
 
 def _outcome(reference: asyncio.Task[Reference]) -> Reference | None:

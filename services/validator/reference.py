@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from services.validator.client import read_capped
+from shared.blobs import BlobError
 from shared.logging import get_logger
 
 log = get_logger("validator.reference")
@@ -42,6 +44,10 @@ class Reference:
     rejected: bool = False
 
 
+#: Opens a stream of audio bytes (called once per request: a stream is read only once).
+AudioStream = Callable[[], AsyncIterator[bytes]]
+
+
 class ReferenceClient:
     """Calls LB_URL (``POST /v1/audio/transcriptions``) and SUMMARIZER_URL."""
 
@@ -57,10 +63,12 @@ class ReferenceClient:
         self.summarizer_url = summarizer_url
         self.timeout = timeout
 
-    async def transcribe(self, audio: bytes, language: str) -> Reference:
-        """WhisperX's transcript of ``audio``, or why there is none."""
+    async def transcribe(self, audio: bytes | AudioStream, language: str) -> Reference:
+        """WhisperX's transcript of ``audio`` (bytes, or a function opening a stream of
+        them: a stored input is sent as it is read), or why there is none."""
         form = aiohttp.FormData()
-        form.add_field("file", audio, filename="audio.wav", content_type="audio/wav")
+        value = audio if isinstance(audio, bytes) else audio()
+        form.add_field("file", value, filename="audio.wav", content_type="audio/wav")
         form.add_field("language", language)
         form.add_field("response_format", "json")
         url = f"{self.lb_url}/v1/audio/transcriptions"
@@ -94,6 +102,10 @@ class ReferenceClient:
         except aiohttp.ClientError as exc:
             log.warning("reference_failed", url=url, error=repr(exc))
             return Reference(None, f"{name} is unreachable ({type(exc).__name__})")
+        except BlobError as exc:
+            # The stored input could not be streamed (the blob store away, the blob gone).
+            log.warning("reference_failed", url=url, error=repr(exc))
+            return Reference(None, f"the task's input could not be read ({type(exc).__name__})")
         except ValueError as exc:  # not JSON, or over MAX_REFERENCE_BYTES (TooLarge)
             log.warning("reference_failed", url=url, error=repr(exc))
             return Reference(None, f"{name} sent an answer that could not be read")

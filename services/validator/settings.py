@@ -9,6 +9,7 @@ import dataclasses
 
 from marshmallow import fields, validate
 
+from shared.blobs.settings import BlobSettings, RetentionSettings
 from shared.settings import ChainSettings, RedisSettings, SettingsError, port_field, setting
 
 CHAIN_NETWORKS = ("finney", "test", "local")
@@ -31,7 +32,7 @@ def _http_url() -> fields.String:
 
 
 @dataclasses.dataclass(frozen=True)
-class ValidatorSettings(RedisSettings, ChainSettings):
+class ValidatorSettings(RedisSettings, ChainSettings, BlobSettings, RetentionSettings):
     """Everything ``python -m services.validator`` reads from the environment."""
 
     # Miners
@@ -143,6 +144,7 @@ class ValidatorSettings(RedisSettings, ChainSettings):
 
     def check(self) -> None:
         """Cross-field rules that a single field validator cannot express."""
+        self.check_blob_store()
         if self.heartbeat_interval * 2 > self.reclaim_idle:
             # One late heartbeat (a GC pause, a slow Redis reply) must not hand a live
             # replica's work to another one.

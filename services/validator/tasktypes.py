@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from services.validator import scoring
 from services.validator.client import MinerResponse
@@ -40,7 +41,19 @@ class Judged:
         return self.accuracy if self.accuracy is not None else self.agreement
 
 
-ReferenceFn = Callable[[ReferenceClient, bytes, str], Awaitable[Reference]]
+class InputSource(Protocol):
+    """A task's input (services.validator.inputs.TaskInput): text in memory, audio
+    streamed from the store on demand."""
+
+    size: int
+
+    @property
+    def text(self) -> bytes: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+ReferenceFn = Callable[[ReferenceClient, InputSource, str], Awaitable[Reference]]
 JudgeFn = Callable[
     [ReferenceClient, bytes, str, Reference, list[MinerResponse]], Awaitable[list[Judged]]
 ]
@@ -55,6 +68,7 @@ class TaskSpec:
     encode_input: Callable[[bytes], str]
     reference: ReferenceFn  # computed once per task, in parallel with the miner queries
     judge: JudgeFn
+    binary_input: bool = False  # the input is audio: streamed from the store, never held
 
 
 def _text(data: bytes) -> str:
@@ -65,16 +79,20 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-async def _transcription_reference(refs: ReferenceClient, data: bytes, language: str) -> Reference:
-    return await refs.transcribe(data, language)
+async def _transcription_reference(
+    refs: ReferenceClient, source: InputSource, language: str
+) -> Reference:
+    return await refs.transcribe(source.chunks, language)
 
 
-async def _no_reference(refs: ReferenceClient, data: bytes, language: str) -> Reference:
+async def _no_reference(refs: ReferenceClient, source: InputSource, language: str) -> Reference:
     return NO_REFERENCE
 
 
-async def _summary_reference(refs: ReferenceClient, data: bytes, language: str) -> Reference:
-    text = _text(data)
+async def _summary_reference(
+    refs: ReferenceClient, source: InputSource, language: str
+) -> Reference:
+    text = _text(source.text)
     if scoring.too_short_to_summarize(text):
         # No summary can be shorter than such a text: it is its own reference summary.
         return Reference(text)
@@ -145,7 +163,12 @@ async def _judge_summarization(
 
 TASK_TYPES: dict[TaskType, TaskSpec] = {
     TaskType.TRANSCRIPTION: TaskSpec(
-        TaskType.TRANSCRIPTION, False, _b64, _transcription_reference, _judge_transcription
+        TaskType.TRANSCRIPTION,
+        False,
+        _b64,
+        _transcription_reference,
+        _judge_transcription,
+        binary_input=True,
     ),
     TaskType.TTS: TaskSpec(TaskType.TTS, True, _text, _no_reference, _judge_tts),
     TaskType.SUMMARIZATION: TaskSpec(

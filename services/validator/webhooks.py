@@ -5,6 +5,10 @@ Its id is derived from the task and event, so queueing it twice (a replica finis
 task another already finished) is a no-op. Replicas lease due deliveries atomically; one
 that dies mid-delivery leaves a lease that expires and another replica retries.
 
+A payload carries the output base64-encoded (``output_data``) only while the whole payload
+stays within 64 KiB (it is a Redis value until delivered); above that it carries only
+``output_url``, where the gateway serves the output.
+
 Addresses are checked when a socket is opened, after DNS resolution, so a hostname that
 resolves (or re-resolves) to a loopback, private, link-local or metadata address is refused.
 """
@@ -28,10 +32,13 @@ from redis.exceptions import RedisError
 from services.validator.metrics import Metrics
 from services.validator.storagefull import refused
 from shared import keys
+from shared.blobs import BlobError
 from shared.logging import get_logger
 from shared.periodic import pause
 from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
-from shared.tasks import Status, Task, iso, public_view
+from shared.store import TaskStore
+from shared.taskdata import INLINE_MAX
+from shared.tasks import Status, Task, iso, output_path, public_view
 
 log = get_logger("validator.webhooks")
 
@@ -103,6 +110,33 @@ def create_session(allow_private: bool) -> aiohttp.ClientSession:
     )
 
 
+async def webhook_output(store: TaskStore, task: Task) -> bytes | None:
+    """The output to embed in ``task``'s webhook: None when it cannot fit in a payload of
+    INLINE_MAX bytes (or cannot be read now: the payload then carries output_url only)."""
+    if task.status is not Status.COMPLETED or (task.output_size or 0) > INLINE_MAX:
+        return None
+    try:
+        return await store.data.read_output(task)
+    except BlobError as exc:
+        log.warning("webhook_output_unreadable", task_id=task.task_id, error=str(exc))
+        return None
+
+
+def render_payload(task: Task, output: bytes | None) -> str:
+    """The JSON body: with the output if it fits in INLINE_MAX bytes, else only its URL."""
+    url = output_path(task.task_id) if task.status is Status.COMPLETED else None
+    payload = {
+        "type": EVENTS[task.status],
+        "timestamp": iso(task.completed_at or time.time()),
+        "data": public_view(task, output, output_url=url),
+    }
+    body = json.dumps(payload, separators=(",", ":"))
+    if output is not None and len(body) > INLINE_MAX:
+        payload["data"] = public_view(task, None, output_url=url)
+        body = json.dumps(payload, separators=(",", ":"))
+    return body
+
+
 def delivery_id(task_id: str, status: Status) -> str:
     """Stable across retries and across replicas: the Standard Webhooks ``webhook-id``."""
     return f"msg_{task_id}_{status.value}"
@@ -143,14 +177,9 @@ class Webhooks:
         if not task.callback_url or task.status not in EVENTS:
             return False
         msg_id = delivery_id(task.task_id, task.status)
-        payload = {
-            "type": EVENTS[task.status],
-            "timestamp": iso(task.completed_at or time.time()),
-            "data": public_view(task, output),
-        }
         fields = {
             "url": task.callback_url,
-            "body": json.dumps(payload, separators=(",", ":")),
+            "body": render_payload(task, output),
             "task_id": task.task_id,
             "attempts": 0,
             "state": "pending",

@@ -46,12 +46,19 @@ COMPOSE_VALUES: dict[str, str] = {
     "BT_WALLET_PATH": "/wallets",  # where compose.yaml mounts WALLETS_DIR
     "WEBHOOK_SECRET": "",
     "INSTANCE_1_URL": "",
+    # The blob store: the MinIO service of compose.yaml (these keys are its root user).
+    "BLOB_STORE": "s3://audio-blobs/blobs",
+    "S3_ENDPOINT_URL": "http://minio:9000",
+    "AWS_ACCESS_KEY_ID": "",
+    "AWS_SECRET_ACCESS_KEY": "",
 }
 
 #: Why each empty value above must be filled in.
 COMPOSE_REQUIRED: dict[str, str] = {
     "WEBHOOK_SECRET": "the validator requires it with ENVIRONMENT=production",
     "INSTANCE_1_URL": "the lb needs at least one WhisperX instance",
+    "AWS_ACCESS_KEY_ID": "the blob store's access key (compose.yaml: also MinIO's root user)",
+    "AWS_SECRET_ACCESS_KEY": "the blob store's secret key (MinIO: at least 8 characters)",
 }
 
 #: Variables only Compose reads (interpolated in compose.yaml), not the services.

@@ -50,6 +50,8 @@ from tests.deploy.deployfiles import (
 OPERATOR_FILLS = {
     "WEBHOOK_SECRET": "whsec_c2VjcmV0LWZvci10ZXN0cw==",
     "INSTANCE_1_URL": "http://whisperx.example.internal:9000",
+    "AWS_ACCESS_KEY_ID": "blob-store-user",
+    "AWS_SECRET_ACCESS_KEY": "blob-store-secret",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -22,7 +23,9 @@ from redis.asyncio import Redis
 from devnet.audio import synthesize
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
+from services.gateway.storage import BLOBS
 from shared.settings import load_settings
+from tests.blobstores import blob_names
 
 MakeGateway = Callable[..., Awaitable[TestClient]]
 
@@ -55,16 +58,21 @@ SEED_STATUS_KEYS = {
 
 @contextmanager
 def gateway_process(
-    env: dict[str, str], *, cwd: Path = REPO, args: list[str] = GATEWAY_COMMAND
+    env: dict[str, str],
+    *,
+    cwd: Path = REPO,
+    args: list[str] = GATEWAY_COMMAND,
+    log: IO[bytes] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """The gateway (or ``args``) as a real process on ``env["PORT"]``, until the block ends.
 
     Yields the process once /api/v1/health answers, with the status of that first answer.
-    stderr goes to a temporary file (a pipe nobody drains could stall a chatty process) and
-    is shown if the process dies before answering.
+    stderr goes to ``log`` or a temporary file (a pipe nobody drains could stall a chatty
+    process) and is shown if the process dies before answering.
     """
     url = f"http://127.0.0.1:{env['PORT']}/api/v1/health"
-    with tempfile.TemporaryFile() as stderr:
+    with contextlib.ExitStack() as files:
+        stderr = log if log is not None else files.enter_context(tempfile.TemporaryFile())
         proc = subprocess.Popen(
             args,
             cwd=cwd,
@@ -111,11 +119,15 @@ def gateway_settings(redis_url: str, **overrides: Any) -> GatewaySettings:
 
 
 @pytest.fixture
-def make_gateway(aiohttp_client, redis_url: str) -> MakeGateway:
-    """Start a gateway on a loopback port; keyword arguments override settings."""
+def make_gateway(aiohttp_client, redis_url: str, tmp_path: Path) -> MakeGateway:
+    """Start a gateway on a loopback port; keyword arguments override settings.
+
+    BLOB_STORE is a fresh directory per test instead of the default var/blobs (which every
+    test of a run would share), so a test can check that nothing was left in it."""
 
     async def make(**overrides: Any) -> TestClient:
         overrides.setdefault("redis_url", redis_url)
+        overrides.setdefault("blob_store", str(tmp_path / "blobs"))
         return await aiohttp_client(create_app(gateway_settings(**overrides)))
 
     return make
@@ -140,8 +152,11 @@ def audio_form(data: bytes, filename: str = "audio.wav", **fields: str) -> FormD
     return form
 
 
-async def assert_nothing_stored(redis: Redis) -> None:
+async def assert_nothing_stored(redis: Redis, client: TestClient | None = None) -> None:
     """A rejected request must not leave a single key behind (not even the sequence), but
-    for its caller's rate-limit buckets: refusals are counted too, or they would be free."""
+    for its caller's rate-limit buckets: refusals are counted too, or they would be free.
+    With the gateway's ``client``, its blob store must be empty too."""
     stored = await redis.keys("*")
     assert [k for k in stored if not k.startswith(b"audio:ratelimit:")] == []
+    if client is not None:
+        assert await blob_names(client.app[BLOBS]) == []

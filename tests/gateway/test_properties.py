@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.gateway.state import STORE
 from shared import keys
 
 from .conftest import assert_nothing_stored, audio_form
@@ -230,7 +231,7 @@ async def test_uploads_are_judged_by_their_content(gateway, redis, wav, audio, l
     if kind in ("ok", "wav") and language in ALLOWED and priority in PRIORITIES:
         assert resp.status == 202, await resp.text()
         task_id = (await resp.json())["task_id"]
-        assert await redis.get(keys.task_input(task_id)) == data
+        assert await gateway.app[STORE].get_input(task_id) == data
         return
     assert resp.status == 400
     await _assert_refused(resp, redis)

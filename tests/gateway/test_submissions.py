@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.gateway.state import STORE
 from shared import keys
 from shared.store import TaskStore
+from shared.taskdata import INLINE_MAX
 from shared.tasks import PRIORITY_ORDER, Status, Task
 
 from .conftest import SEED_SUBMISSION_KEYS, audio_form
@@ -52,8 +54,12 @@ async def test_transcription_stores_the_audio_bytes(client, redis, wav):
     assert set(body) == SEED_SUBMISSION_KEYS
     assert body["message"] == "Transcription task submitted successfully"
     assert body["estimated_completion_time"] == 60 and body["task_type"] == "transcription"
-    assert await redis.get(keys.task_input(body["task_id"])) == wav
-    assert (await _stored(redis, body["task_id"])).input_size == len(wav)
+    task = await _stored(redis, body["task_id"])
+    assert task.input_size == len(wav)
+    # Audio goes to the blob store, never into Redis.
+    assert task.input_blob == keys.input_blob(task.task_id)
+    assert await redis.exists(keys.task_input(task.task_id)) == 0
+    assert await client.app[STORE].get_input(task.task_id) == wav
 
 
 async def test_summarization_of_the_seed_example_with_callback(client, redis):
@@ -91,7 +97,10 @@ async def test_text_at_the_limit_is_accepted(client, redis, path, limit):
     resp = await client.post(path, json={"text": "é" * limit})
     assert resp.status == 202
     task_id = (await resp.json())["task_id"]
-    assert await redis.get(keys.task_input(task_id)) == ("é" * limit).encode()
+    assert await client.app[STORE].get_input(task_id) == ("é" * limit).encode()
+    # Over 64 KiB it is a blob, not a Redis value.
+    in_redis = await redis.get(keys.task_input(task_id))
+    assert in_redis is None if limit * 2 > INLINE_MAX else in_redis == ("é" * limit).encode()
 
 
 async def test_callback_url_of_2048_characters_is_accepted(client):

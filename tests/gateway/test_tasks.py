@@ -126,9 +126,10 @@ async def test_output_of_a_pending_task_is_409(client):
 async def test_finished_tasks_expire_after_result_ttl(client, redis):
     task_id = await _submit(client)
     await _complete(redis, task_id, b"wav", ttl=120)
-    task_keys = [keys.task(task_id), keys.task_input(task_id), keys.task_output(task_id)]
+    task_keys = [keys.task(task_id), keys.task_output(task_id)]
     for key in task_keys:
         assert 0 < await redis.ttl(key) <= 120
+    assert await redis.exists(keys.task_input(task_id)) == 0  # INPUT_RETENTION=0
     # Move the expiry into the past instead of waiting two minutes: Redis drops them now.
     for key in task_keys:
         await redis.pexpireat(key, 1)

@@ -37,9 +37,18 @@ async def test_transition_is_conditional_and_completes_once(redis):
     assert stored.completed_at is not None and stored.result == {"miner_uid": 3}
     view = public_view(stored, await store.get_output(task.task_id))
     assert view["result"]["output_data"] == "d2F2" and view["result"]["miner_uid"] == 3
-    for key in (keys.task(task.task_id), keys.task_input(task.task_id)):
+    for key in (keys.task(task.task_id), keys.task_output(task.task_id)):
         assert 0 < await redis.ttl(key) <= 100
+    # INPUT_RETENTION=0 (the default): the input goes with the final status.
+    assert await redis.exists(keys.task_input(task.task_id)) == 0
     assert await store.transition("missing", Status.FAILED, expect=list(Status)) is False
+
+
+async def test_input_retention_keeps_the_input_that_long(redis):
+    store = TaskStore(redis, result_ttl=100, input_retention=30)
+    task = await store.create(make_task(), b"text")
+    assert await store.transition(task.task_id, Status.FAILED, expect=[Status.PENDING])
+    assert 0 < await redis.ttl(keys.task_input(task.task_id)) <= 30
 
 
 async def test_list_newest_first_with_cursor_and_expired_entries_trimmed(redis):

@@ -24,6 +24,7 @@ from services.validator.app import create_app
 from services.validator.http import COMPONENTS
 from services.validator.settings import ValidatorSettings
 from shared import keys
+from shared.blobs import open_blob_store
 from shared.settings import load_settings
 from shared.store import TaskStore
 from shared.tasks import FINAL_STATUSES, Priority, Task, TaskType, new_task_id
@@ -177,3 +178,12 @@ async def wait_final(redis: Redis, task_id: str, within: float = 20.0) -> Task:
 async def attempts(redis: Redis, task_id: str) -> list[dict[str, Any]]:
     """The attempt records the validator appended for a task."""
     return [json.loads(a) for a in await redis.lrange(keys.task_attempts(task_id), 0, -1)]
+
+
+async def stored_output(redis: Redis, settings: ValidatorSettings, task_id: str) -> bytes | None:
+    """A task's output wherever it is (Redis or the settings' blob store)."""
+    blobs = open_blob_store(settings)
+    try:
+        return await TaskStore(redis, 3600, blobs).get_output(task_id)
+    finally:
+        await blobs.close()

@@ -19,6 +19,7 @@ from tests.validator.conftest import (
     attempts,
     create_task,
     running,
+    stored_output,
     validator_settings,
     wait_final,
     write_miners,
@@ -107,8 +108,10 @@ async def test_tts_round_trip(redis, redis_url, tmp_path, start_miner, validator
         final = await wait_final(redis, task.task_id)
     assert final.status is Status.COMPLETED
     assert final.result["miner_uid"] == 0 and final.result["accuracy_score"] == 1.0
-    speech = await redis.get(keys.task_output(task.task_id))
+    speech = await stored_output(redis, settings, task.task_id)
     assert audio.embedded_text(speech) == SPOKEN
+    # TTS audio is a blob, not a Redis value.
+    assert await redis.exists(keys.task_output(task.task_id)) == 0
     [record] = await attempts(redis, task.task_id)
     by_uid = {r["uid"]: r for r in record["responses"]}
     assert by_uid[2]["problem"] == "undecodable" and by_uid[2]["score"] == 0.0

@@ -18,7 +18,7 @@ from services.validator.webhooks import Webhooks, address_allowed, create_sessio
 from shared import keys
 from shared.settings import load_settings
 from shared.store import TaskStore
-from shared.tasks import Status, public_view
+from shared.tasks import Status, output_path, public_view
 from tests.validator.conftest import (
     components,
     create_task,
@@ -131,7 +131,9 @@ async def test_validator_posts_a_signed_task_completed_event(
     store = TaskStore(redis, 3600)
     final = await store.get(task.task_id)
     assert event["type"] == "task.completed" and event["timestamp"].endswith("Z")
-    assert event["data"] == public_view(final, await store.get_output(task.task_id))
+    output = await store.get_output(task.task_id)
+    url = output_path(task.task_id)
+    assert event["data"] == public_view(final, output, output_url=url)
     assert event["data"]["result"]["miner_uid"] == 0
 
 
