@@ -50,7 +50,13 @@ class TaskResult(Schema):
     )
     model_used = _nullable(fields.String)
     processing_time = _nullable(fields.Float, metadata={"description": "seconds"})
-    accuracy_score = _nullable(fields.Float)
+    accuracy_score = _nullable(
+        fields.Float, metadata={"description": "0 to 1; null when it could not be judged"}
+    )
+    accuracy_reason = _nullable(
+        fields.String,
+        metadata={"description": "why accuracy_score is null (e.g. no reference transcript)"},
+    )
     speed_score = _nullable(fields.Float)
     miner_uid = _nullable(fields.Integer)
 

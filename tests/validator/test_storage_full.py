@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from devnet.redis_server import RedisServer
-from services.validator.consumer import StreamQueue
+from services.validator.consumer import HANDED_BACK_IDLE_MS, StreamQueue
 from shared import keys
 from shared.redis import storage_full
 from shared.store import TaskStore
@@ -57,12 +57,14 @@ async def test_holding_and_finishing_an_entry_needs_no_memory(small):
     first, second = await queue.take(), await queue.take()
     assert {first.task_id, second.task_id} == {kept.task_id, finished.task_id}
     assert await queue.touch(first) is True
-    assert await queue.release(first) is True  # shutdown: back to the group, at the tail
+    assert await queue.release(first) is True  # shutdown: handed back, to be claimed at once
     await queue.finish(second)
     stream = keys.stream(Priority.NORMAL)
     entries = await small.xrange(stream)
     assert [fields[b"task_id"].decode() for _, fields in entries] == [first.task_id]
-    assert (await small.xpending(stream, keys.CONSUMER_GROUP))["pending"] == 0
+    pending = await small.xpending_range(stream, keys.CONSUMER_GROUP, "-", "+", 10)
+    assert [p["message_id"].decode() for p in pending] == [first.entry_id]
+    assert pending[0]["time_since_delivered"] >= HANDED_BACK_IDLE_MS
 
 
 async def get_json(url: str) -> dict:
