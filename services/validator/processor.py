@@ -259,7 +259,8 @@ class Processor:
             self.metrics.tasks.labels(task.task_type.value, "lost_race").inc()
             log.info("task_already_final", task_id=task.task_id)
             return False
-        # Counted first: a full Redis refusing the sample below must not hide the completion.
+        # Counted first: a full Redis refusing the sample below, or a kill, must not hide
+        # the completion.
         self.metrics.tasks.labels(task.task_type.value, "completed").inc()
         log.info("task_completed", task_id=task.task_id, **result)
         async with self.redis.pipeline(transaction=True) as pipe:

@@ -26,7 +26,7 @@ from services.validator.storagefull import refused
 from shared import keys
 from shared.logging import get_logger
 from shared.periodic import every
-from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
+from shared.redis import REDIS_DOWN_ERRORS, storage_full, wait_for_redis
 from shared.tasks import PRIORITY_ORDER, Priority
 
 log = get_logger("validator.reclaim")
@@ -170,7 +170,15 @@ class Reclaimer:
             await self.abandon(delivery, deliveries)
             return False
         if task_id:
-            await self._forget_unfinished(keys=[keys.task(task_id), keys.task_attempts(task_id)])
+            try:
+                await self._forget_unfinished(
+                    keys=[keys.task(task_id), keys.task_attempts(task_id)]
+                )
+            except RedisError as exc:
+                # A full Redis (maxmemory) refuses the count's reset: the takeover goes on,
+                # with the unfinished attempt counted.
+                if not storage_full(exc):
+                    raise
         self.metrics.reclaims.labels("reclaimed").inc()
         log.info("entry_reclaimed", task_id=task_id, entry=entry_id, deliveries=deliveries)
         self.pool.start(delivery)

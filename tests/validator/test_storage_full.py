@@ -57,14 +57,13 @@ async def test_holding_and_finishing_an_entry_needs_no_memory(small):
     first, second = await queue.take(), await queue.take()
     assert {first.task_id, second.task_id} == {kept.task_id, finished.task_id}
     assert await queue.touch(first) is True
-    assert await queue.release(first) is True  # shutdown: handed back, to be claimed at once
+    assert await queue.release(first) is True  # shutdown: handed back, still pending
     await queue.finish(second)
     stream = keys.stream(Priority.NORMAL)
     entries = await small.xrange(stream)
     assert [fields[b"task_id"].decode() for _, fields in entries] == [first.task_id]
-    pending = await small.xpending_range(stream, keys.CONSUMER_GROUP, "-", "+", 10)
-    assert [p["message_id"].decode() for p in pending] == [first.entry_id]
-    assert pending[0]["time_since_delivered"] >= HANDED_BACK_IDLE_MS
+    [pending] = await small.xpending_range(stream, keys.CONSUMER_GROUP, "-", "+", 10)
+    assert pending["time_since_delivered"] >= HANDED_BACK_IDLE_MS
 
 
 async def get_json(url: str) -> dict:
