@@ -22,6 +22,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from services.validator.consumer import Delivery, StreamQueue, WorkPool
 from services.validator.metrics import Metrics
+from services.validator.storagefull import refused
 from shared import keys
 from shared.logging import get_logger
 from shared.periodic import every
@@ -90,6 +91,11 @@ class Reclaimer:
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("reclaim_redis_unavailable", error=str(exc))
                 await wait_for_redis(self.redis, stop=stop)
+            except RedisError as exc:
+                # A full Redis refuses XGROUP DELCONSUMER: forget dead consumers later.
+                if not refused(exc, "reclaim", self.metrics):
+                    raise
+                next_cleanup = loop.time() + FORGET_CONSUMERS_EVERY
 
     async def sweep(self, stop: asyncio.Event | None = None) -> int:
         """Claim idle entries, highest priority first, each into a slot; returns the count."""

@@ -105,7 +105,9 @@ def _first_answer(
                 return resp.status
         except urllib.error.HTTPError as exc:
             return exc.code
-        except (urllib.error.URLError, ConnectionError):
+        # TimeoutError: the port is open but nothing answers yet (gunicorn's master listens
+        # while its workers are still booting).
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.05)
     raise AssertionError(f"{url} did not answer within {within}s")
 
