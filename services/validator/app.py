@@ -157,7 +157,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         queue,
         processor.handle,
         metrics,
-        heartbeat=settings.reclaim_idle / 3,
+        heartbeat=settings.heartbeat_interval,
     )
     app[COMPONENTS] = Components(
         settings=settings,
@@ -234,10 +234,11 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     stop.set()
-    # The consumer and the reclaimer finish what they are doing (an entry they have just
-    # taken gets its worker) before the workers are drained.
-    await asyncio.wait(list(liveness.loops.values()), timeout=settings.block_timeout + 1.0)
+    # Hand the work in flight back first, so no task waits for this replica's loops to end;
+    # then once more for an entry the consumer or the reclaimer took in the meantime.
     await c.pool.drain(settings.shutdown_grace)
+    await asyncio.wait(list(liveness.loops.values()), timeout=settings.block_timeout + 1.0)
+    await c.pool.drain(0)
     pending = [t for t in liveness.loops.values() if not t.done()]
     for task in pending:
         task.cancel()

@@ -259,12 +259,12 @@ class Processor:
             self.metrics.tasks.labels(task.task_type.value, "lost_race").inc()
             log.info("task_already_final", task_id=task.task_id)
             return False
+        self.metrics.tasks.labels(task.task_type.value, "completed").inc()
+        log.info("task_completed", task_id=task.task_id, **result)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lpush(keys.durations(task.task_type.value), time.time() - task.created_at)
             pipe.ltrim(keys.durations(task.task_type.value), 0, DURATIONS_KEPT - 1)
             await pipe.execute()
-        self.metrics.tasks.labels(task.task_type.value, "completed").inc()
-        log.info("task_completed", task_id=task.task_id, **result)
         await self._notify(task.task_id)
         return True
 
@@ -296,6 +296,8 @@ class Processor:
             maxlen=DEAD_LETTER_MAXLEN,
             approximate=True,
         )
+        self.metrics.reclaims.labels("dead_lettered").inc()
+        log.warning("entry_dead_lettered", task_id=delivery.task_id, deliveries=deliveries)
         task = await self.store.get(delivery.task_id) if delivery.task_id else None
         if task is not None:
             await self.fail(
@@ -303,8 +305,6 @@ class Processor:
                 f"abandoned: its queue entry was delivered {deliveries} times without finishing",
             )
         await self.queue.finish(delivery)
-        self.metrics.reclaims.labels("dead_lettered").inc()
-        log.warning("entry_dead_lettered", task_id=delivery.task_id, deliveries=deliveries)
 
     async def _notify(self, task_id: str) -> None:
         final = await self.store.get(task_id)
