@@ -20,10 +20,19 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server on loopback. AOF (appendfsync everysec) keeps data across restarts."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, aof: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        aof: bool = True,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.aof = aof
+        #: More redis-server options, e.g. ``("--replicaof", "127.0.0.1", "6379")``.
+        self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,6 +51,7 @@ class RedisServer:
             "--appendfsync", "everysec",
             "--protected-mode", "yes",
             "--logfile", str(self.data_dir / "redis.log"),
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

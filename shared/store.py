@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from shared import keys
+from shared.replication import NO_REPLICATION, Replication
 from shared.tasks import FINAL_STATUSES, PRIORITY_ORDER, Priority, Status, Task, TaskType, now
 
 # KEYS: hash, input, pending index, all index, stream, sequence,
@@ -146,9 +147,14 @@ class Snapshot:
 class TaskStore:
     """Reads and writes tasks. One instance per process, over a shared Redis pool."""
 
-    def __init__(self, redis: Redis, result_ttl: int) -> None:
+    def __init__(
+        self, redis: Redis, result_ttl: int, replication: Replication = NO_REPLICATION
+    ) -> None:
         self.redis = redis
         self.result_ttl = result_ttl
+        # Creations and status changes wait for REDIS_MIN_REPLICAS_ACK replicas (or raise
+        # shared.replication.NotReplicated, the write being on the master only).
+        self.replication = replication
         self._create = redis.register_script(_CREATE)
         self._transition = redis.register_script(_TRANSITION)
 
@@ -183,7 +189,8 @@ class TaskStore:
             else []
         )
         probe_keys = probe.keys() if probe else ()
-        reply = await self._create(
+        reply = await self.replication.run(
+            self._create,
             keys=[
                 keys.task(task.task_id),
                 keys.task_input(task.task_id),
@@ -231,11 +238,13 @@ class TaskStore:
         fields: dict[str, Any] | None = None,
         output: bytes | None = None,
         at: float | None = None,
+        replicated: bool = True,
     ) -> bool:
         """Move a task to ``to`` only if its status is one of ``expect``; True if it moved.
 
         Final statuses set ``completed_at``, start the RESULT_TTL expiry of the task and its
-        data, and trim expired entries from the indexes.
+        data, and trim expired entries from the indexes. ``replicated=False`` skips the
+        wait for REDIS_MIN_REPLICAS_ACK replicas.
         """
         t = now() if at is None else at
         extra = {k: str(v) for k, v in (fields or {}).items() if v is not None}
@@ -252,7 +261,9 @@ class TaskStore:
                 *(keys.owner_index(name, s) for s in Status),
                 keys.owner_expiry(name),
             ]
-        moved = await self._transition(
+        run = self.replication if replicated else NO_REPLICATION
+        moved = await run.run(
+            self._transition,
             keys=[
                 keys.task(task_id),
                 keys.task_input(task_id),
@@ -275,6 +286,23 @@ class TaskStore:
             ],
         )
         return int(moved) == 1
+
+    async def withdraw(self, task_id: str, reason: str, guard_key: str | None = None) -> bool:
+        """Fail a task whose submission was answered 503 after it had been written (its
+        replication was not confirmed): a final status stops validators from starting it
+        and makes a racing completion lose; the cleared callback_url means no webhook; the
+        dropped Idempotency-Key claim lets a retry create it anew. Not waited for: the
+        caller already knows the replicas are not keeping up. False if it was final."""
+        moved = await self.transition(
+            task_id,
+            Status.FAILED,
+            expect=[Status.PENDING, Status.PROCESSING],
+            fields={"error": reason, "callback_url": ""},
+            replicated=False,
+        )
+        if guard_key is not None:
+            await self.redis.delete(guard_key)
+        return moved
 
     async def list(
         self,

@@ -43,6 +43,7 @@ from services.validator.weights import WeightSetter
 from shared.http import request_logging_middleware
 from shared.logging import get_logger
 from shared.redis import create_redis
+from shared.replication import Replication
 from shared.store import TaskStore
 
 log = get_logger("validator.app")
@@ -140,7 +141,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
     )
     processor = Processor(
         redis=redis,
-        store=TaskStore(redis, settings.result_ttl),
+        store=TaskStore(redis, settings.result_ttl, Replication.from_settings(settings)),
         queue=queue,
         registry=registry,
         stats=stats,

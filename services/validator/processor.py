@@ -14,19 +14,19 @@ import contextlib
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from services.validator import scoring, selection
 from services.validator.client import MinerClient, MinerRequest, MinerResponse
 from services.validator.consumer import Delivery, StreamQueue
+from services.validator.finality import Finality
 from services.validator.metrics import Metrics
 from services.validator.miners import Miner, MinerRegistry
 from services.validator.minerstats import MinerStats
 from services.validator.reference import ReferenceClient
 from services.validator.settings import ValidatorSettings
-from services.validator.tasktypes import TASK_TYPES, Judged, TaskSpec
+from services.validator.tasktypes import TASK_TYPES, Scored, TaskSpec
 from services.validator.webhooks import Webhooks
 from shared import keys
 from shared.logging import get_logger
@@ -37,34 +37,6 @@ log = get_logger("validator.processor")
 
 DURATIONS_KEPT = 100
 DEAD_LETTER_MAXLEN = 10_000
-
-
-@dataclass(frozen=True)
-class Scored:
-    """A miner response with its judgement and scores."""
-
-    response: MinerResponse
-    judged: Judged
-    speed: float
-    score: float
-
-    @property
-    def usable(self) -> bool:
-        """Worth returning to the client: judged above 0, or not judgeable at all."""
-        return self.judged.accuracy is None or self.judged.accuracy > 0
-
-    def record(self) -> dict[str, object]:
-        r = self.response
-        return {
-            "uid": r.miner.uid,
-            "hotkey": r.miner.hotkey,
-            "ok": True,
-            "latency": round(r.latency, 4),
-            "accuracy": self.judged.accuracy,
-            "problem": self.judged.problem,
-            "speed": round(self.speed, 4),
-            "score": round(self.score, 4),
-        }
 
 
 class Processor:
@@ -94,6 +66,7 @@ class Processor:
         self.webhooks = webhooks
         self.metrics = metrics
         self.settings = settings
+        self.finality = Finality(redis, store)
         self.policy = selection.SelectionPolicy(
             size=settings.max_miners_per_request,
             max_in_flight=settings.miner_max_in_flight,
@@ -105,7 +78,15 @@ class Processor:
         self._capacity = asyncio.Condition()
 
     async def handle(self, delivery: Delivery) -> None:
-        """Process one entry to the end, then acknowledge and delete it."""
+        """Process one entry to the end, then acknowledge and delete it; through Redis
+        outages and failovers (see :meth:`Finality.hold`)."""
+        await self.finality.hold(
+            delivery.task_id,
+            lambda: self._handle(delivery),
+            lambda: self.queue.finish(delivery),
+        )
+
+    async def _handle(self, delivery: Delivery) -> None:
         task = await self.store.get(delivery.task_id) if delivery.task_id else None
         if task is None:
             log.warning("task_missing", task_id=delivery.task_id, entry=delivery.entry_id)
@@ -123,7 +104,6 @@ class Processor:
                 reclaimed=delivery.reclaimed,
             )
             await self._process(task)
-        await self.queue.finish(delivery)
 
     async def _process(self, task: Task) -> None:
         data = await self.store.get_input(task.task_id)
@@ -320,10 +300,12 @@ class Processor:
             "speed_score": round(best.speed, 4),
             "miner_uid": r.miner.uid,
         }
-        moved = await self.store.transition(
+        # Pending is expected too: after a failover the new master may not have the
+        # (unconfirmed) processing mark; only a final status means someone else finished.
+        moved = await self.finality.finalize(
             task.task_id,
             Status.COMPLETED,
-            expect=[Status.PROCESSING],
+            expect=[Status.PENDING, Status.PROCESSING],
             fields={"result": json.dumps(result)},
             output=r.output,
         )
@@ -342,7 +324,7 @@ class Processor:
 
     async def fail(self, task: Task, reason: str) -> bool:
         """Fail the task with a reason the client can read; False if it was already final."""
-        moved = await self.store.transition(
+        moved = await self.finality.finalize(
             task.task_id,
             Status.FAILED,
             expect=[Status.PENDING, Status.PROCESSING],

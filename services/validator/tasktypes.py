@@ -24,6 +24,34 @@ class Judged:
     problem: str | None = None
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A miner response with its judgement and scores."""
+
+    response: MinerResponse
+    judged: Judged
+    speed: float
+    score: float
+
+    @property
+    def usable(self) -> bool:
+        """Worth returning to the client: judged above 0, or not judgeable at all."""
+        return self.judged.accuracy is None or self.judged.accuracy > 0
+
+    def record(self) -> dict[str, object]:
+        r = self.response
+        return {
+            "uid": r.miner.uid,
+            "hotkey": r.miner.hotkey,
+            "ok": True,
+            "latency": round(r.latency, 4),
+            "accuracy": self.judged.accuracy,
+            "problem": self.judged.problem,
+            "speed": round(self.speed, 4),
+            "score": round(self.score, 4),
+        }
+
+
 ReferenceFn = Callable[[ReferenceClient, bytes, str], Awaitable[str | None]]
 JudgeFn = Callable[
     [ReferenceClient, bytes, str, str | None, list[MinerResponse]], Awaitable[list[Judged]]
