@@ -139,6 +139,18 @@ class SentinelGroup:
             time.sleep(0.1)
         raise RuntimeError(f"no Sentinel failover away from port {other_than} in {timeout}s")
 
+    def wait_for_role(self, port: int, role: str, timeout: float = 30.0) -> None:
+        """Until the node on ``port`` reports ``role`` (master or slave) in ROLE."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if _command(port, "ROLE")[0] == role:  # type: ignore[index]
+                    return
+            except redis.RedisError:
+                pass  # restarting
+            time.sleep(0.1)
+        raise RuntimeError(f"node {port} did not become {role} in {timeout}s")
+
     def wait_for_replicas(self, count: int, master: int, timeout: float = 60.0) -> None:
         """Until the master ``master`` has ``count`` replicas in sync (link up, online)."""
         deadline = time.monotonic() + timeout

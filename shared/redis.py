@@ -9,10 +9,10 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MasterDownError, ReadOnlyError
+from redis.exceptions import MasterDownError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.periodic import pause
@@ -29,6 +29,22 @@ REDIS_DOWN_ERRORS = (*REDIS_UNAVAILABLE, ConnectionError, OSError)
 
 #: Seconds one Sentinel has to answer: a Sentinel that is down must not delay the others.
 SENTINEL_TIMEOUT = 1.0
+
+
+class FailoverAwareConnection(SentinelManagedConnection):
+    """redis-py's Sentinel connection, which drops a connection to a demoted master on
+    READONLY and reconnects to the one the Sentinels name, also on READONLY from inside a
+    Lua script: Redis 6.2 wraps that one in "Error running script ... -READONLY", which
+    redis-py does not recognise, and every write here is a script."""
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ResponseError as exc:
+            if not self.connection_pool.is_master or "-READONLY " not in str(exc):
+                raise
+            await self.disconnect()
+            raise RedisConnectionError("the previous master is now a replica") from exc
 
 
 class SentinelMaster(Redis):
@@ -70,6 +86,7 @@ def create_redis(settings: RedisSettings, *, socket_timeout: float = 10.0) -> Re
     return sentinel.master_for(
         settings.redis_sentinel_master,
         redis_class=SentinelMaster,
+        connection_class=FailoverAwareConnection,
         db=settings.redis_db,
         password=settings.redis_password,
         **options,
