@@ -18,9 +18,7 @@ TTS = {"text": "hello there", "source_language": "en"}
 async def test_a_submission_is_acknowledged_once_the_replica_has_it(
     make_gateway: MakeGateway, sentinel_group: SentinelGroup, sentinel_master: Redis
 ):
-    client = await make_gateway(
-        redis_sentinels=sentinel_group.addresses, redis_min_replicas_ack=1
-    )
+    client = await make_gateway(redis_sentinels=sentinel_group.addresses, redis_min_replicas_ack=1)
     resp = await client.post("/api/v1/tts", json=TTS)
     assert resp.status == 202, await resp.text()
     task_id = (await resp.json())["task_id"]
