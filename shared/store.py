@@ -243,8 +243,10 @@ class TaskStore:
         """Move a task to ``to`` only if its status is one of ``expect``; True if it moved.
 
         Final statuses set ``completed_at``, start the RESULT_TTL expiry of the task and its
-        data, and trim expired entries from the indexes. ``replicated=False`` skips the
-        wait for REDIS_MIN_REPLICAS_ACK replicas.
+        data, and trim expired entries from the indexes. A final status waits for
+        REDIS_MIN_REPLICAS_ACK replicas unless ``replicated=False``; ``processing`` never
+        does (losing that mark in a failover is harmless: a final status may follow
+        ``pending`` as well).
         """
         t = now() if at is None else at
         extra = {k: str(v) for k, v in (fields or {}).items() if v is not None}
@@ -261,7 +263,7 @@ class TaskStore:
                 *(keys.owner_index(name, s) for s in Status),
                 keys.owner_expiry(name),
             ]
-        run = self.replication if replicated else NO_REPLICATION
+        run = self.replication if replicated and to in FINAL_STATUSES else NO_REPLICATION
         moved = await run.run(
             self._transition,
             keys=[

@@ -99,6 +99,7 @@ class Finality:
                 return True
             if status is None or Status(status) in FINAL_STATUSES:
                 return False
+            log.warning("final_write_lost", task_id=task_id, status=status)
 
     async def settled(self, task_id: str) -> bool:
         """Whether ``task_id``'s entry may be acknowledged. With replicas to wait for: once
