@@ -47,6 +47,8 @@ ARTICLE = (
 #: Limits high enough never to refuse the bench, low enough to be enforced (and cost Redis).
 RATE_LIMITS = "submit=1000000/min,read=1000000/min,meta=1000000/min"
 IDLE = 20.0
+#: RESULT_TTL's default: how long a finished task's data stays in Redis.
+TTL = 7 * 24 * 3600
 #: Commands the bench itself sends (its INFO reads): not counted.
 OWN = {"info", "config"}
 
@@ -67,6 +69,12 @@ def run(quick: bool) -> dict[str, Any]:
             # One Redis main thread is one core: the task rate that would saturate it.
             "tasks_per_s_at_one_core": round(1e6 / (gateway + validator)),
             "memory_bytes_per_finished_task": r["memory_bytes_per_finished_task"],
+            # Finished tasks stay RESULT_TTL (7 days by default): the steady task rate at
+            # which they alone fill a node's memory.
+            "tasks_per_s_filling_memory_in_result_ttl": {
+                f"{gib}_gib": round(gib * 1024**3 / r["memory_bytes_per_finished_task"] / TTL, 2)
+                for gib in (16, 64)
+            },
         }
     return {"tasks_per_phase": tasks, "setups": setups, "summary": summary}
 
