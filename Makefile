@@ -23,7 +23,12 @@ run: $(STAMP)
 	$(PY) -m devnet
 
 ## Lint, then the whole test suite against real Redis and real HTTP servers on loopback.
+## espeak-ng gives the end-to-end tests real speech; where apt-get cannot install it they say
+## so and use a WAV without the embedded transcript, the same case for the devnet.
 test: $(STAMP)
+	@command -v espeak-ng >/dev/null || ! command -v apt-get >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; } || \
+		echo "espeak-ng could not be installed: tests/e2e/test_as_shipped.py uses devnet.audio"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q

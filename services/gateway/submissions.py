@@ -244,10 +244,18 @@ def submission_handler(kind: TaskKind) -> Handler:
             "413": error_response(f"{too_large} exceeds the size limit"),
             "415": error_response(f"the body is not {kind.media_type}"),
             "422": error_response("the Idempotency-Key was used for a different request"),
-            "503": error_response(
-                "Redis is unreachable or switching masters, or (REDIS_MIN_REPLICAS_ACK) its"
-                " replicas did not confirm the task in time; nothing was accepted, retry"
-                " after Retry-After seconds"
-            ),
+            "503": {
+                **error_response(
+                    "Redis is unreachable or switching masters (redis_unavailable), full"
+                    " (storage_full: maxmemory reached), or its replicas did not confirm the"
+                    " task in time (not_replicated, REDIS_MIN_REPLICAS_ACK); not accepted"
+                ),
+                "headers": {
+                    "Retry-After": {
+                        "description": "seconds to wait before retrying",
+                        "schema": {"type": "integer"},
+                    }
+                },
+            },
         },
     )(handler)

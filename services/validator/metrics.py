@@ -68,6 +68,13 @@ class Metrics:
         self.weights_set = Counter(
             "validator_weight_settings", "Weight settings, by outcome.", ["outcome"], registry=r
         )
+        self.storage_full = Counter(
+            "validator_storage_full",
+            "Writes Redis refused at maxmemory (nothing written, retried later), by where "
+            "(task, consumer, reclaim, netstats, webhooks, weights).",
+            ["loop"],
+            registry=r,
+        )
 
     def value(self, name: str, **labels: str) -> float:
         """A sample's current value (0 when absent); used by health output and tests."""

@@ -11,10 +11,12 @@ from typing import Any
 
 import bittensor as bt
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.validator.metrics import Metrics
 from services.validator.miners import ChainClient, Miner, MinerRegistry
 from services.validator.minerstats import MinerStats
+from services.validator.storagefull import refused
 from shared import keys
 from shared.logging import get_logger
 from shared.periodic import every
@@ -87,6 +89,9 @@ class WeightSetter:
                 await self.tick()
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("weights_redis_unavailable", error=str(exc))
+            except RedisError as exc:
+                if not refused(exc, "weights", self.metrics):
+                    raise
             except (bt.BittensorError, TimeoutError, OSError) as exc:
                 self.metrics.weights_set.labels("failed").inc()
                 log.error("weights_failed", error=repr(exc))

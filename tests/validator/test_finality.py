@@ -59,7 +59,7 @@ async def test_a_completion_counts_once_replicas_confirm_it_and_is_rewritten_if_
     assert not finishing.done()  # still waiting for a second replica
     second = RedisServer(
         tmp_path / "second",
-        extra_args=("--replicaof", "127.0.0.1", str(sentinel_group.first_master)),
+        options=("--replicaof", "127.0.0.1", str(sentinel_group.first_master)),
     ).start()
     try:
         assert await asyncio.wait_for(finishing, 30) is True
