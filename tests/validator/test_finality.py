@@ -59,6 +59,7 @@ async def test_a_completion_counts_once_replicas_confirm_it_and_is_rewritten_if_
     assert not finishing.done()  # still waiting for a second replica
     second = RedisServer(
         tmp_path / "second",
+        aof=False,
         options=("--replicaof", "127.0.0.1", str(sentinel_group.first_master)),
     ).start()
     try:
@@ -67,7 +68,7 @@ async def test_a_completion_counts_once_replicas_confirm_it_and_is_rewritten_if_
             assert await replica.hget(key, "status") == b"completed"
             assert await replica.hget(key, "result") == result.encode()
     finally:
-        second.stop()
+        second.stop(kill=True)  # a throwaway replica: no clean shutdown needed
 
 
 async def test_another_final_status_is_not_claimed(sentinel_master: Redis):
