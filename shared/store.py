@@ -152,7 +152,7 @@ class TaskStore:
     ) -> None:
         self.redis = redis
         self.result_ttl = result_ttl
-        # Creations and status changes wait for REDIS_MIN_REPLICAS_ACK replicas (or raise
+        # Creations and final status changes wait for REDIS_MIN_REPLICAS_ACK replicas (or raise
         # shared.replication.NotReplicated, the write being on the master only).
         self.replication = replication
         self._create = redis.register_script(_CREATE)
