@@ -46,6 +46,10 @@ def stream(priority: Priority | str) -> str:
     return f"{PREFIX}:stream:{Priority(priority).value}"
 
 
+# Replication: a counter whose INCR, followed by WAIT, confirms what the master holds
+# (shared.replication.Replication.fence).
+REPLICATION_FENCE = f"{PREFIX}:replication:fence"
+
 # Statistics shared between services.
 NETWORK_STATS = f"{PREFIX}:network"  # hash published by the validator, read by the gateway
 

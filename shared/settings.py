@@ -93,6 +93,24 @@ def _positive() -> fields.Integer:
     return fields.Integer(validate=validate.Range(min=1))
 
 
+class HostPortList(fields.Field):
+    """``host:port,host:port,...`` (IPv6 hosts in brackets), loaded as a tuple of pairs."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> tuple:
+        if not isinstance(value, str):
+            raise ValidationError("a comma-separated list of host:port")
+        pairs = []
+        for item in (i.strip() for i in value.split(",") if i.strip()):
+            host, _, port = item.rpartition(":")
+            host = host.removeprefix("[").removesuffix("]")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValidationError(f"{item!r} is not host:port, e.g. sentinel-0:26379")
+            pairs.append((host, int(port)))
+        if not pairs:
+            raise ValidationError("a comma-separated list of host:port")
+        return tuple(dict.fromkeys(pairs))
+
+
 def _redis_url() -> fields.String:
     return fields.String(
         validate=validate.Regexp(
@@ -124,9 +142,34 @@ class RedisSettings(CommonSettings):
     redis_host: str = setting(fields.String(), "localhost", "Redis host (when REDIS_URL unset)")
     redis_port: int = setting(_port(), 6379, "Redis port (when REDIS_URL unset)")
     redis_db: int = setting(fields.Integer(validate=validate.Range(min=0)), 0, "Redis database")
-    redis_password: str | None = setting(fields.String(), None, "Redis password")
+    redis_password: str | None = setting(
+        fields.String(), None, "Redis password (of the master and replicas, with Sentinels too)"
+    )
     redis_url: str | None = setting(
         _redis_url(), None, "full Redis URL (redis:// or rediss://); overrides REDIS_HOST/PORT"
+    )
+    redis_sentinels: tuple[tuple[str, int], ...] = setting(
+        HostPortList(),
+        (),
+        "Sentinels host:port,host:port,...; when set they name the master (over REDIS_URL)",
+    )
+    redis_sentinel_master: str = setting(
+        fields.String(validate=validate.Length(min=1)),
+        "mymaster",
+        "name of the master the Sentinels monitor",
+    )
+    redis_sentinel_password: str | None = setting(
+        fields.String(), None, "password of the Sentinels themselves (REDIS_PASSWORD: the master's)"
+    )
+    redis_min_replicas_ack: int = setting(
+        fields.Integer(validate=validate.Range(min=0)),
+        0,
+        "replicas that must confirm (Redis WAIT) a submission or a result before it counts",
+    )
+    redis_ack_timeout_ms: int = setting(
+        _positive(),
+        1000,
+        "milliseconds to wait for REDIS_MIN_REPLICAS_ACK replicas; past it a submission gets 503",
     )
     result_ttl: int = setting(
         _positive(), 7 * 24 * 3600, "seconds finished tasks and their data are kept"

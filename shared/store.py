@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from shared import keys
 from shared import storescripts as scripts
 from shared.blobs import Blob, BlobStore
+from shared.replication import NO_REPLICATION, Replication
 from shared.taskdata import BytesBlob, TaskData
 from shared.tasks import FINAL_STATUSES, PRIORITY_ORDER, Priority, Status, Task, TaskType, now
 
@@ -75,11 +76,15 @@ class TaskStore:
         blobs: BlobStore | None = None,
         *,
         input_retention: int = 0,
+        replication: Replication = NO_REPLICATION,
     ) -> None:
         self.redis = redis
         self.result_ttl = result_ttl
         self.blobs = blobs
         self.input_retention = input_retention
+        # Creations and final status changes wait for REDIS_MIN_REPLICAS_ACK replicas (or
+        # raise shared.replication.NotReplicated, the write being on the master only).
+        self.replication = replication
         self.data = TaskData(redis, blobs)
         self._create = redis.register_script(scripts.CREATE)
         self._transition = redis.register_script(scripts.TRANSITION)
@@ -125,7 +130,8 @@ class TaskStore:
         )
         probe_keys = probe.keys() if probe else ()
         try:
-            reply = await self._create(
+            reply = await self.replication.run(
+                self._create,
                 keys=[
                     keys.task(task.task_id),
                     keys.task_input(task.task_id),
@@ -199,13 +205,17 @@ class TaskStore:
         output: bytes | None = None,
         binary_output: bool = False,
         at: float | None = None,
+        replicated: bool = True,
     ) -> bool:
         """Move a task to ``to`` only if its status is one of ``expect``; True if it moved.
 
         Final statuses set ``completed_at``, start the RESULT_TTL expiry of the task and its
         data, schedule its blobs' deletion and trim expired entries from the indexes. An
         ``output`` goes to the blob store first when it is large or ``binary_output``
-        (audio); it is deleted again if the task does not move.
+        (audio); it is deleted again if the task does not move. A final status waits for
+        REDIS_MIN_REPLICAS_ACK replicas unless ``replicated=False``; ``processing`` never
+        does (losing that mark in a failover is harmless: a final status may follow
+        ``pending`` as well).
         """
         t = now() if at is None else at
         extra = {k: str(v) for k, v in (fields or {}).items() if v is not None}
@@ -220,7 +230,9 @@ class TaskStore:
         inline = output is not None and blob is None
         flat = [item for pair in extra.items() for item in pair]
         try:
-            moved = await self._run_transition(task_id, to, expect, t, inline, output, flat)
+            moved = await self._run_transition(
+                task_id, to, expect, t, inline, output, flat, replicated
+            )
         except BaseException:
             await self.data.discard(blob)
             raise
@@ -237,6 +249,7 @@ class TaskStore:
         inline: bool,
         output: bytes | None,
         flat: list[str],
+        replicated: bool,
     ) -> bool:
         # The owner never changes after creation, so reading it first cannot race.
         owner = await self.redis.hget(keys.task(task_id), "owner")
@@ -248,7 +261,9 @@ class TaskStore:
                 *(keys.owner_index(name, s) for s in Status),
                 keys.owner_expiry(name),
             ]
-        moved = await self._transition(
+        run = self.replication if replicated and to in FINAL_STATUSES else NO_REPLICATION
+        moved = await run.run(
+            self._transition,
             keys=[
                 keys.task(task_id),
                 keys.task_input(task_id),
@@ -273,6 +288,23 @@ class TaskStore:
             ],
         )
         return int(moved) == 1
+
+    async def withdraw(self, task_id: str, reason: str, guard_key: str | None = None) -> bool:
+        """Fail a task whose submission was answered 503 after it had been written (its
+        replication was not confirmed): a final status stops validators from starting it
+        and makes a racing completion lose; the cleared callback_url means no webhook; the
+        dropped Idempotency-Key claim lets a retry create it anew. Not waited for: the
+        caller already knows the replicas are not keeping up. False if it was final."""
+        moved = await self.transition(
+            task_id,
+            Status.FAILED,
+            expect=[Status.PENDING, Status.PROCESSING],
+            fields={"error": reason, "callback_url": ""},
+            replicated=False,
+        )
+        if guard_key is not None:
+            await self.redis.delete(guard_key)
+        return moved
 
     async def list(
         self,

@@ -9,6 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from devnet.redis_server import RedisServer
+from devnet.sentinel import SentinelGroup
 from devnet.wallets import ensure_wallet
 from shared.settings import RedisSettings, load_settings
 from tests.blobstores import BACKENDS, Backend, MotoServer, make_backend, moto_server
@@ -39,6 +40,24 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 def redis_settings(redis_url: str) -> RedisSettings:
     return load_settings(RedisSettings, {"REDIS_URL": redis_url, "ENVIRONMENT": "test"})
+
+
+@pytest.fixture(scope="session")
+def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """A real master, one replica and three Sentinels on loopback, for the session (tests
+    that fail it over start a group of their own)."""
+    group = SentinelGroup(tmp_path_factory.mktemp("sentinel")).start()
+    yield group
+    group.stop()
+
+
+@pytest.fixture
+async def sentinel_master(sentinel_group: SentinelGroup) -> AsyncIterator[Redis]:
+    """A direct client on the group's master, emptied (the replica follows)."""
+    client = Redis(port=sentinel_group.first_master)
+    await client.flushall()
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

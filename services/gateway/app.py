@@ -42,6 +42,7 @@ from services.gateway.tasks import get_output, get_task, list_tasks
 from shared.http import request_logging_middleware
 from shared.logging import configure_logging
 from shared.redis import create_redis
+from shared.replication import Replication
 from shared.settings import load_or_exit
 from shared.store import TaskStore
 
@@ -54,7 +55,9 @@ async def redis_pool(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     redis = create_redis(settings)
     app[REDIS] = redis
-    app[STORE] = TaskStore(redis, settings.result_ttl, app[BLOBS])
+    app[STORE] = TaskStore(
+        redis, settings.result_ttl, app[BLOBS], replication=Replication.from_settings(settings)
+    )
     app[API_KEYS] = ApiKeys(redis)
     app[LIMITER] = RateLimiter(redis)
     try:

@@ -12,16 +12,15 @@ from collections.abc import Mapping
 
 import structlog
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.http import Handler, json_error
-from shared.redis import storage_full
+from shared.redis import REDIS_UNAVAILABLE, storage_full
 
 log = structlog.get_logger("gateway.errors")
 
-#: Seconds a client is told to wait before retrying while Redis is unreachable.
+#: Seconds a client is told to wait before retrying while Redis is unreachable (a Sentinel
+#: failover takes about down-after-milliseconds plus a second or two).
 RETRY_AFTER = "5"
 #: ... while Redis refuses writes at maxmemory: memory comes back as results expire or an
 #: operator acts, rarely within seconds, so clients are asked to wait longer.
@@ -94,7 +93,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _from_http_exception(request, exc)
-    except (RedisConnectionError, RedisTimeoutError) as exc:
+    except REDIS_UNAVAILABLE as exc:
+        # Includes a Sentinel failover in progress: no master named yet, or a demoted one.
         log.warning("redis_unavailable", path=request.path, error=str(exc))
         return error_response(
             503,

@@ -23,6 +23,7 @@ from marshmallow import Schema
 
 from services.gateway import eta, idempotency
 from services.gateway.bodies import JSON, body_timeout, read_json
+from services.gateway.errors import RETRY_AFTER, ApiError
 from services.gateway.idempotency import Claim
 from services.gateway.metrics import METRICS
 from services.gateway.openapi import error_response, json_content, operation
@@ -34,6 +35,8 @@ from services.gateway.storage import BLOBS, storage_errors
 from services.gateway.uploads import MULTIPART, ClientGone, Staging, read_form
 from shared import keys
 from shared.http import Handler
+from shared.redis import REDIS_UNAVAILABLE
+from shared.replication import NotReplicated
 from shared.tasks import Priority, Status, Task, TaskType, new_task_id
 
 log = structlog.get_logger("gateway.submissions")
@@ -124,28 +127,41 @@ async def _submit(
         task.input_blob = upload.blob_name
     store = app[STORE]
     location = str(app.router["get_task"].url_for(task_id=task.task_id))
-    if claim is None:
-        # The estimate's reads ride in the create script: one Redis round trip, not two.
-        probe = eta.probe(task.task_type, task.priority, samples=settings.eta_samples)
-        _, snapshot = await store.create_probed(task, payload, probe)
-        estimate = eta.from_snapshot(
-            snapshot, task.task_type, concurrency=settings.max_concurrent_tasks
-        )
-        body = _accepted(kind, task, estimate)
-    else:
-        # The stored answer holds the estimate, so it is read before the script runs.
-        estimate = await eta.estimate(
-            app[REDIS],
-            task.task_type,
-            task.priority,
-            samples=settings.eta_samples,
-            concurrency=settings.max_concurrent_tasks,
-        )
-        body = _accepted(kind, task, estimate)
-        stored = await store.create_once(task, payload, claim.guard(body, location))
-        if stored is not None:
-            log.info("idempotent_replay", task_type=task.task_type.value, owner=owner)
-            return claim.replay(stored)
+    guard_key = None
+    try:
+        if claim is None:
+            # The estimate's reads ride in the create script: one Redis round trip, not two.
+            probe = eta.probe(task.task_type, task.priority, samples=settings.eta_samples)
+            _, snapshot = await store.create_probed(task, payload, probe)
+            estimate = eta.from_snapshot(
+                snapshot, task.task_type, concurrency=settings.max_concurrent_tasks
+            )
+            body = _accepted(kind, task, estimate)
+        else:
+            # The stored answer holds the estimate, so it is read before the script runs.
+            estimate = await eta.estimate(
+                app[REDIS],
+                task.task_type,
+                task.priority,
+                samples=settings.eta_samples,
+                concurrency=settings.max_concurrent_tasks,
+            )
+            body = _accepted(kind, task, estimate)
+            guard = claim.guard(body, location)
+            guard_key = guard.key
+            stored = await store.create_once(task, payload, guard)
+            if stored is not None:
+                log.info("idempotent_replay", task_type=task.task_type.value, owner=owner)
+                return claim.replay(stored)
+    except NotReplicated as exc:
+        await _withdraw(app, task, guard_key, exc)
+        raise ApiError(
+            503,
+            "not_replicated",
+            f"the task was not confirmed by {exc.wanted} Redis replica(s) in time and was"
+            " not accepted; retry later",
+            headers={"Retry-After": RETRY_AFTER},
+        ) from None
     app[METRICS].submitted(task.task_type.value, task.priority.value)
     log.info(
         "task_submitted",
@@ -157,6 +173,29 @@ async def _submit(
         owner=owner,
     )
     return web.json_response(body, status=202, headers={"Location": location})
+
+
+async def _withdraw(
+    app: web.Application, task: Task, guard_key: str | None, exc: NotReplicated
+) -> None:
+    """Undo a submission answered 503 although its script ran (see TaskStore.withdraw)."""
+    if int(exc.reply[0]) != 1:
+        return  # an Idempotency-Key replay wrote nothing
+    try:
+        withdrawn = await app[STORE].withdraw(
+            task.task_id, "not accepted: Redis replicas did not confirm it in time", guard_key
+        )
+    except REDIS_UNAVAILABLE as error:
+        # The master is going away; what it held without its replicas goes with it.
+        log.warning("withdraw_failed", task_id=task.task_id, error=str(error))
+        return
+    log.warning(
+        "task_not_replicated",
+        task_id=task.task_id,
+        acked=exc.acked,
+        wanted=exc.wanted,
+        withdrawn=withdrawn,
+    )
 
 
 def _accepted(kind: TaskKind, task: Task, estimate: int) -> dict[str, Any]:
@@ -238,9 +277,10 @@ def submission_handler(kind: TaskKind) -> Handler:
             "422": error_response("the Idempotency-Key was used for a different request"),
             "503": {
                 **error_response(
-                    "Redis is unreachable (redis_unavailable) or full (storage_full: "
-                    "maxmemory reached), or the blob store is unreachable "
-                    "(storage_unavailable); nothing was stored"
+                    "Redis is unreachable or switching masters (redis_unavailable), full"
+                    " (storage_full: maxmemory reached), or its replicas did not confirm the"
+                    " task in time (not_replicated, REDIS_MIN_REPLICAS_ACK), or the blob"
+                    " store is unreachable (storage_unavailable); not accepted"
                 ),
                 "headers": {
                     "Retry-After": {

@@ -46,6 +46,7 @@ from shared.http import request_logging_middleware
 from shared.janitor import BlobJanitor
 from shared.logging import get_logger
 from shared.redis import create_redis
+from shared.replication import Replication
 from shared.store import TaskStore
 
 log = get_logger("validator.app")
@@ -149,7 +150,11 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
     processor = Processor(
         redis=redis,
         store=TaskStore(
-            redis, settings.result_ttl, blobs, input_retention=settings.input_retention
+            redis,
+            settings.result_ttl,
+            blobs,
+            input_retention=settings.input_retention,
+            replication=Replication.from_settings(settings),
         ),
         queue=queue,
         registry=registry,

@@ -2,7 +2,7 @@
 
 Flow: mark the task processing; start the reference (once per task, concurrently with the
 miner queries); per attempt, ask the selected miners with freshly signed requests, judge the
-answers and keep the best; complete it with a conditional transition (expect processing) so
+answers and keep the best; complete it with a conditional transition (never from final) so
 that a task completes at most once even when a reclaimed copy races the original; after
 MAX_ATTEMPTS attempts without a usable answer, fail it with a readable reason.
 """
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from services.validator import inputs, selection, storewait
 from services.validator.client import MinerClient, MinerRequest, MinerResponse
 from services.validator.consumer import Delivery, StreamQueue
+from services.validator.finality import Finality
 from services.validator.judging import (
     DECLINED,
     Scored,
@@ -74,6 +75,7 @@ class Processor:
         self.webhooks = webhooks
         self.metrics = metrics
         self.settings = settings
+        self.finality = Finality(redis, store)
         self.policy = selection.SelectionPolicy(
             size=settings.max_miners_per_request,
             max_in_flight=settings.miner_max_in_flight,
@@ -85,7 +87,15 @@ class Processor:
         self._capacity = asyncio.Condition()
 
     async def handle(self, delivery: Delivery) -> None:
-        """Process one entry to the end, then acknowledge and delete it."""
+        """Process one entry to the end, then acknowledge and delete it; through Redis
+        outages and failovers (see :meth:`Finality.hold`)."""
+        await self.finality.hold(
+            delivery.task_id,
+            lambda: self._handle(delivery),
+            lambda: self.queue.finish(delivery),
+        )
+
+    async def _handle(self, delivery: Delivery) -> None:
         task = await self.store.get(delivery.task_id) if delivery.task_id else None
         if task is None:
             log.warning("task_missing", task_id=delivery.task_id, entry=delivery.entry_id)
@@ -103,7 +113,6 @@ class Processor:
                 reclaimed=delivery.reclaimed,
             )
             await self._process_stored(task)
-        await self.queue.finish(delivery)
 
     async def _process_stored(self, task: Task | None) -> None:
         """:meth:`_process`, parking the task as pending while the blob store is away."""
@@ -256,10 +265,13 @@ class Processor:
         result = best.result()
         while True:
             try:
-                moved = await self.store.transition(
+                # Pending is expected too: after a failover the new master may not have the
+                # (unconfirmed) processing mark; only a final status means someone else
+                # finished.
+                moved = await self.finality.finalize(
                     task.task_id,
                     Status.COMPLETED,
-                    expect=[Status.PROCESSING],
+                    expect=[Status.PENDING, Status.PROCESSING],
                     fields={"result": json.dumps(result)},
                     output=best.response.output,
                     binary_output=TASK_TYPES[task.task_type].binary_output,
@@ -285,7 +297,7 @@ class Processor:
 
     async def fail(self, task: Task, reason: str) -> bool:
         """Fail the task with a reason the client can read; False if it was already final."""
-        moved = await self.store.transition(
+        moved = await self.finality.finalize(
             task.task_id,
             Status.FAILED,
             expect=[Status.PENDING, Status.PROCESSING],

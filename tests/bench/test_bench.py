@@ -15,7 +15,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @pytest.mark.parametrize(
-    "module", ["__main__", "lb_stream", "lb_small", "lb_routing", "gateway_ingest", "pipeline"]
+    "module",
+    ["__main__", "lb_stream", "lb_small", "lb_routing", "gateway_ingest", "pipeline", "redis_cost"],
 )
 def test_scenarios_import(module):
     importlib.import_module(f"bench.{module}")

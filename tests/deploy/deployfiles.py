@@ -28,6 +28,7 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
 DEVNET_ENV = DEPLOY / "devnet.env"
+HA_ENV = DEPLOY / "ha.env"
 K8S = DEPLOY / "k8s"
 
 #: The three services: name -> "module:class" of its settings.

@@ -24,6 +24,7 @@ from tests.deploy.deployfiles import (
     DEPLOY,
     DEVNET_ENV,
     ENV_EXAMPLE,
+    HA_ENV,
     IMAGE_PLUMBING,
     SERVICES,
     applied_manifests,
@@ -169,7 +170,7 @@ def test_compose_environment_sets_only_variables_the_service_knows(service: str)
     assert unknown(compose_environment(service), settings_class(service)) == set()
 
 
-@pytest.mark.parametrize("env_file", [ENV_EXAMPLE, DEVNET_ENV], ids=lambda p: p.name)
+@pytest.mark.parametrize("env_file", [ENV_EXAMPLE, DEVNET_ENV, HA_ENV], ids=lambda p: p.name)
 def test_env_files_set_only_variables_some_service_knows(env_file: Any) -> None:
     every = {name for service in SERVICES for name in known(service)}
     assert set(read_env_file(env_file)) - every == set()
