@@ -28,7 +28,7 @@ from services.validator.reference import ReferenceClient
 from services.validator.settings import ValidatorSettings
 from services.validator.tasktypes import TASK_TYPES, Judged, TaskSpec
 from services.validator.webhooks import Webhooks
-from shared import keys
+from shared import keys, timeline
 from shared.logging import get_logger
 from shared.store import TaskStore
 from shared.tasks import FINAL_STATUSES, Status, Task
@@ -148,6 +148,7 @@ class Processor:
                     break
                 try:
                     attempt = await self.redis.hincrby(keys.task(task.task_id), "attempts", 1)
+                    task.attempts = attempt
                     best = await self._attempt(
                         task, spec, data, reference, attempt, asked, failures, chosen
                     )
@@ -227,6 +228,7 @@ class Processor:
         failures.update(s.judged.problem or "scored 0" for s in scored if not s.usable)
         usable = [s for s in scored if s.usable]
         best = max(usable, key=lambda s: s.score) if usable else None
+        self.metrics.ops.answered(responses, {s.response.miner.hotkey for s in usable})
         await self.stats.record(
             {
                 **{r.miner.hotkey: (False, 0.0) for r in responses if not r.ok},
@@ -234,7 +236,8 @@ class Processor:
                     s.response.miner.hotkey: (True, None if s.judged.accuracy is None else s.score)
                     for s in scored
                 },
-            }
+            },
+            latencies={r.miner.hotkey: r.latency for r in responses if r.ok},
         )
         await self._record(task, attempt, started, responses, scored, best)
         outcome = "won" if best else "no_usable_answer"
@@ -332,10 +335,11 @@ class Processor:
             log.info("task_already_final", task_id=task.task_id)
             return False
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(keys.durations(task.task_type.value), time.time() - task.created_at)
+            finished = timeline.record(pipe, Status.COMPLETED, task.created_at)
+            pipe.lpush(keys.durations(task.task_type.value), finished - task.created_at)
             pipe.ltrim(keys.durations(task.task_type.value), 0, DURATIONS_KEPT - 1)
             await pipe.execute()
-        self.metrics.tasks.labels(task.task_type.value, "completed").inc()
+        self.metrics.ops.finished(task, Status.COMPLETED, finished)
         log.info("task_completed", task_id=task.task_id, **result)
         await self._notify(task.task_id)
         return True
@@ -349,7 +353,8 @@ class Processor:
             fields={"error": reason},
         )
         if moved:
-            self.metrics.tasks.labels(task.task_type.value, "failed").inc()
+            finished = await timeline.count(self.redis, Status.FAILED, task.created_at)
+            self.metrics.ops.finished(task, Status.FAILED, finished)
             log.info("task_failed", task_id=task.task_id, reason=reason)
             await self._notify(task.task_id)
         return moved
