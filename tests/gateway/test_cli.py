@@ -31,9 +31,10 @@ def test_create_list_revoke(cli_env, capsys):
 
     assert main(["keys", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split("\t") == ["PREFIX", "NAME", "RATE", "CREATED", "STATUS"]
+    assert lines[0].split("\t") == ["PREFIX", "NAME", "RATE", "CREATED", "STATUS", "ROLE"]
     row = lines[1].split("\t")
     assert (row[0], row[1], row[2], row[4]) == (prefix, "ci bot", "submit=10/min", "active")
+    assert row[5] == "client"
     assert key not in "\n".join(lines)
 
     assert main(["keys", "revoke", prefix]) == 0
