@@ -104,7 +104,10 @@ class WeightSetter:
         """Mark when the first validator began setting weights (kept across restarts), the
         reference time of the "weights not set" alert until a first success."""
         try:
-            await self.redis.hsetnx(keys.WEIGHTS_LAST, "since", repr(time.time()))
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(keys.WEIGHTS_LAST, "since", repr(time.time()))
+                pipe.hset(keys.WEIGHTS_LAST, "interval", repr(self.interval))
+                await pipe.execute()
         except REDIS_DOWN_ERRORS as exc:
             log.warning("weights_redis_unavailable", error=str(exc))
 

@@ -34,6 +34,10 @@ function seconds(value) {
   return `${(value / 86400).toFixed(1)} d`;
 }
 
+function clock(unixSeconds) {
+  return new Date(unixSeconds * 1000).toLocaleTimeString("en-GB");
+}
+
 function number(value, digits = 0) {
   if (value === null || value === undefined) return "–";
   return Number(value).toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
@@ -126,16 +130,18 @@ function renderOverview(data) {
   const d = data.dead_letters;
   card("card-dead", number(d.count), d.recent.length ? `latest ${seconds(d.recent[0].age_seconds)} ago` : "none");
   const g = data.weights;
-  const round = g.last_round_outcome ? `last round: ${g.last_round_outcome}` : "no round yet";
-  card("card-weights", g.set_age_seconds === null ? "never" : `${seconds(g.set_age_seconds)} ago`,
+  const round = g.last_round_outcome ? `last round: ${g.last_round_outcome}`
+    : g.since === null ? "no validator has started" : `first round due ${clock(g.since + (g.interval_seconds || 0))}`;
+  card("card-weights", g.set_age_seconds === null ? "not yet" : `${seconds(g.set_age_seconds)} ago`,
     g.set_at === null ? round : `${g.mode}, ${number(g.uids)} uids · ${round}`);
   const v = data.validators;
   const busy = v.reduce((sum, r) => sum + (r.tasks_in_flight || 0), 0);
   const slots = v.reduce((sum, r) => sum + (r.slots || 0), 0);
   card("card-validators", `${v.length} running`, `${busy} of ${slots} task slots busy`);
   const n = data.network;
+  const synced = Date.parse(n.last_sync);
   card("card-network", `${n.available_miners} of ${n.total_miners}`,
-    `connectivity ${n.connectivity} · last sync ${n.last_sync}`);
+    `connectivity ${n.connectivity} · synced ${Number.isNaN(synced) ? n.last_sync : clock(synced / 1000)}`);
   fill(document.querySelector("#validators tbody"), v.map((r) => [
     el("code", {}, r.consumer), r.mode, [number(r.tasks_in_flight), "num"], [number(r.slots), "num"],
     [number(r.miners), "num"], [`${seconds(r.age_seconds)} ago`, "num"],
@@ -163,8 +169,7 @@ function drawChart(svg, points, series, unit) {
   }
   const span = points.length ? points[points.length - 1].at - points[0].at : 0;
   for (const minutesAgo of [15, 10, 5, 0]) {
-    const i = span ? ((span - minutesAgo * 60) / span) * (points.length - 1) : 0;
-    if (i < 0) continue;
+    const i = span ? Math.max(0, ((span - minutesAgo * 60) / span) * (points.length - 1)) : 0;
     nodes.push(svgEl("text", { class: "axis", x: x(i), y: H - 8, "text-anchor": "middle" },
       minutesAgo ? `−${minutesAgo} min` : "now"));
   }
@@ -178,8 +183,9 @@ function drawChart(svg, points, series, unit) {
         nodes.push(svgEl("circle", { class: `dot series ${s.cls}`, cx: x(i), cy: y(v), r: 2.5 }));
       }
     });
+    const present = s.values.filter((v) => v !== null);
     nodes.push(svgEl("path", { class: `series ${s.cls}`, d, "data-series": s.cls,
-      "data-points": String(s.values.filter((v) => v !== null).length) }));
+      "data-points": String(present.length), "data-max": String(Math.max(0, ...present)) }));
   }
   svg.replaceChildren(...nodes);
   svg.setAttribute("data-buckets", String(points.length));
