@@ -14,7 +14,7 @@ async def test_finished_tasks_land_in_their_bucket_with_latency(redis):
         for seconds in (0.4, 0.8, 1.5, 4.0):
             timeline.record(pipe, "completed", now - seconds, at=now)
         timeline.record(pipe, "failed", now - 200, at=now)
-        timeline.record(pipe, "completed", now - 3.0, at=now - 60)
+        timeline.record(pipe, "completed", now - 63.0, at=now - 60)
         await pipe.execute()
     points = await timeline.read(redis, now)
     assert len(points) == timeline.WINDOW_SECONDS // timeline.BUCKET_SECONDS == 60
