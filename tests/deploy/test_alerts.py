@@ -88,12 +88,12 @@ def test_every_alert_has_a_severity_and_runbook_text() -> None:
         assert re.match(r"1\. ", annotations["runbook"]), rule["alert"]  # numbered steps
 
 
-def _mutated(tmp_path: Path, alert: str, expr: str) -> Path:
+def _mutated(tmp_path: Path, expr: str) -> Path:
+    """alerts.yml with every rule's expression replaced by ``expr``, and the unit tests."""
     rules = yaml.safe_load(ALERTS.read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
-            if rule["alert"] == alert:
-                rule["expr"] = expr
+            rule["expr"] = expr
     (tmp_path / ALERTS.name).write_text(yaml.safe_dump(rules, sort_keys=False))
     shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
     return tmp_path
@@ -101,13 +101,11 @@ def _mutated(tmp_path: Path, alert: str, expr: str) -> Path:
 
 @needs_promtool
 @pytest.mark.parametrize("expr", ["vector(1) > 2", "vector(1)"], ids=["never", "always"])
-@pytest.mark.parametrize(
-    "alert", sorted(REQUIRED | {"RedisUnreachable", "WebhookDeliveriesOverdue"})
-)
-def test_the_unit_tests_catch_a_rule_that_never_or_always_fires(
-    tmp_path: Path, alert: str, expr: str
-) -> None:
-    folder = _mutated(tmp_path, alert, expr)
+def test_the_unit_tests_catch_each_rule_that_never_or_always_fires(tmp_path: Path, expr: str):
+    folder = _mutated(tmp_path, expr)
     result = promtool("test", "rules", RULE_TESTS.name, cwd=folder)
-    assert result.returncode != 0, f"{alert} with expr {expr!r} still passes its unit tests"
-    assert f"alertname: {alert}," in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    # promtool reports every failing check: each alert's own tests caught the broken rule.
+    caught = set(re.findall(r"alertname: (\w+),", output))
+    assert caught == {rule["alert"] for rule in load_rules()}, output[:2000]

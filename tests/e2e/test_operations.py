@@ -85,11 +85,24 @@ def _submit_now(stack: Stack, priority: str) -> str:
         return json.load(resp)["task_id"]
 
 
-def _rows(browser: Any, table: str) -> list[list[str]]:
-    from selenium.webdriver.common.by import By
+#: A table's cell texts in one script call: the page replaces its rows every few seconds,
+#: so reading them element by element could meet rows already gone.
+_ROWS = """return Array.from(document.querySelectorAll(arguments[0] + ' tbody tr'),
+  (row) => Array.from(row.cells, (cell) => cell.textContent.trim()));"""
 
-    rows = browser.find_elements(By.CSS_SELECTOR, f"{table} tbody tr")
-    return [[cell.text for cell in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+
+def _rows(browser: Any, table: str) -> list[list[str]]:
+    return browser.execute_script(_ROWS, table)
+
+
+_SERIES = """const path = document.querySelector(
+  `#${arguments[0]}-chart path[data-series="${arguments[1]}"]`);
+return path ? Object.fromEntries(Array.from(path.attributes, (a) => [a.name, a.value])) : null;"""
+
+
+def _series(browser: Any, chart: str, series: str) -> dict[str, str]:
+    """One chart line's attributes (d, data-points, data-max), read in one script call."""
+    return browser.execute_script(_SERIES, chart, series) or {"data-max": "0"}
 
 
 def _wait(browser: Any, condition: Callable[[], bool], what: str) -> None:
@@ -124,19 +137,15 @@ def test_the_dashboard_shows_hotkeys_queues_and_the_chart_in_headless_chromium(
         uids = {row[1]: row[0] for row in _rows(browser, "#miners")}
         assert {uids[m["hotkey"]] for m in listing} == {str(m["uid"]) for m in listing}
         # The chart: one point per 15 s bucket over 15 minutes, the tasks above plotted.
-        throughput = '#throughput-chart path[data-series="completed"]'
-
-        def plotted() -> float:
-            return float(
-                browser.find_element(By.CSS_SELECTOR, throughput).get_attribute("data-max")
-            )
-
-        _wait(browser, lambda: plotted() > 0, "completed tasks in the throughput chart")
-        path = browser.find_element(By.CSS_SELECTOR, throughput)
-        assert path.get_attribute("data-points") == "60"
-        assert path.get_attribute("d").count("L") + path.get_attribute("d").count("M") == 60
-        p50 = browser.find_element(By.CSS_SELECTOR, '#latency-chart path[data-series="p50"]')
-        assert int(p50.get_attribute("data-points")) >= 1
+        _wait(
+            browser,
+            lambda: float(_series(browser, "throughput", "completed")["data-max"]) > 0,
+            "completed tasks in the throughput chart",
+        )
+        completed_line = _series(browser, "throughput", "completed")
+        assert completed_line["data-points"] == "60"
+        assert completed_line["d"].count("L") + completed_line["d"].count("M") == 60
+        assert int(_series(browser, "latency", "p50")["data-points"]) >= 1
         tasks_card = browser.find_element(By.ID, "card-tasks").text
         assert f"{completed} completed" in tasks_card, tasks_card
         # Queue figures: with the validator paused, new tasks wait in their queues.
@@ -177,9 +186,12 @@ def _scrape(port: int, path: str = "/metrics") -> str:
 def test_every_metric_the_dashboard_and_the_rules_use_is_scraped_with_its_labels(
     ops_stack: Stack, finished: dict[str, dict[str, Any]]
 ) -> None:
-    # One operator-state round after the traffic, so every shared gauge has been read.
-    time.sleep(6)
     ports = ops_stack.ports
+    # The running scores reach the validator's gauges at its next operator-state round.
+    deadline = time.monotonic() + 30
+    while "validator_miner_score{" not in _scrape(ports.validator):
+        assert time.monotonic() < deadline, "no validator_miner_score after 30 s"
+        time.sleep(0.5)
     scraped = scraped_labels([_scrape(p) for p in (ports.gateway, ports.validator, ports.lb)])
     references = {**dashboard_references(), **rule_references()}
     assert len(references) >= 20
