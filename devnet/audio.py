@@ -1,7 +1,9 @@
 """WAV audio whose spoken text travels in a standard RIFF ``LIST/INFO`` chunk (ICMT).
 
-The simulated TTS miner writes such files; the simulated WhisperX instance "transcribes" by
-reading the chunk back. That makes round-trip scoring real in local runs without any model.
+The simulated TTS miner writes such files; the simulated WhisperX instance and the simulated
+miners "transcribe" by reading the chunk back. That makes round-trip scoring real in local
+runs without any model. Audio without the chunk (real speech, an MP3) carries nothing they
+can read: they answer 422 instead of inventing a transcript.
 """
 
 from __future__ import annotations
@@ -12,8 +14,6 @@ import struct
 import wave
 
 SAMPLE_RATE = 16_000
-#: What the simulated WhisperX answers for audio that carries no embedded text.
-FALLBACK_TRANSCRIPT = "the quick brown fox jumps over the lazy dog"
 #: Seconds of speech per word, for a plausible duration.
 SECONDS_PER_WORD = 0.35
 

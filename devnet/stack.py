@@ -80,12 +80,14 @@ class Stack:
         redis_url: str | None = None,
         extra_env: dict[str, str] | None = None,
         log_to_files: bool = True,
+        miner_profiles: tuple[tuple[str, tuple[str, ...]], ...] = MINER_PROFILES,
     ) -> None:
         self.var = Path(var).resolve()
         self.ports = ports or Ports()
         self.external_redis = redis_url
         self.extra_env = extra_env or {}
         self.log_to_files = log_to_files
+        self.miner_profiles = miner_profiles
         self.redis: RedisServer | None = None
         self.services: dict[str, Service] = {}
         self.webhook_secret = ""
@@ -100,7 +102,7 @@ class Stack:
         wallets = devnet_dir / "wallets"
         miners = [
             (profile, f"http://127.0.0.1:{port}")
-            for (profile, _), port in zip(MINER_PROFILES, self.ports.miners, strict=True)
+            for (profile, _), port in zip(self.miner_profiles, self.ports.miners, strict=False)
         ]
         init.initialise(devnet_dir, miners)
         miners_file = devnet_dir / "miners.json"
@@ -118,7 +120,7 @@ class Stack:
         for i, port in enumerate(self.ports.whisperx, start=1):
             lb_env[f"INSTANCE_{i}_URL"] = f"http://127.0.0.1:{port}"
         services.append(Service("lb", ["-m", "services.lb"], lb_env, self.ports.lb, "/health"))
-        for (profile, options), port in zip(MINER_PROFILES, self.ports.miners, strict=True):
+        for (profile, options), port in zip(self.miner_profiles, self.ports.miners, strict=False):
             argv = [
                 "-m", "devnet.miner", "--port", str(port), "--profile", profile, *options,
                 "--wallet-path", str(wallets), "--wallet-name", init.miner_wallet(profile),

@@ -10,9 +10,11 @@ It speaks the WhisperX HTTP interface the LB and the validator use:
   json, text, srt, vtt or verbose_json.
 
 "Transcribing" reads back the text that :mod:`devnet.audio` embeds in a WAV file's INFO
-chunk, or answers :data:`~devnet.audio.FALLBACK_TRANSCRIPT` for audio without one. Each
-job holds one of ``concurrency`` slots for ``seconds_per_audio_second`` times the audio's
-duration (``fallback_duration`` seconds of audio are assumed when the file is not WAV).
+chunk. Audio it cannot read, because it is not WAV (an MP3) or carries no embedded text
+(real speech, e.g. from espeak-ng), gets 422 with a JSON ``detail``, the answer a FastAPI
+WhisperX server gives for audio it cannot process: the simulation never invents a
+transcript. Each job holds one of ``concurrency`` slots for ``seconds_per_audio_second``
+times the audio's duration.
 ``outside_jobs`` slots are taken for good by simulated work from elsewhere (another client
 of the same GPU): only ``/health`` shows it, for benchmarks of load-aware routing.
 
@@ -24,13 +26,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import struct
 import wave
 from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 
-from devnet.audio import FALLBACK_TRANSCRIPT, duration, embedded_text
+from devnet.audio import duration, embedded_text
 from shared.logging import configure_logging
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
@@ -39,6 +42,24 @@ WORDS_PER_SEGMENT = 12
 TRUE_VALUES = frozenset({"1", "true", "yes", "on"})
 #: aiohttp's default of 1 MiB would refuse a minute and a half of 16 kHz WAV.
 MAX_UPLOAD_BYTES = 1 << 30
+#: The 422 details for audio the simulation cannot read (it has no speech model).
+NOT_WAV = (
+    "cannot decode the audio: this simulated WhisperX (devnet, no speech model) reads WAV only"
+)
+NO_TRANSCRIPT = (
+    "no speech recognised: this simulated WhisperX (devnet, no speech model) reads only the"
+    " transcript devnet.audio embeds in a WAV file (RIFF INFO/ICMT), and this file has none"
+)
+#: What the wave module raises on bytes that are not (well-formed) WAV.
+WAV_ERRORS = (
+    wave.Error,
+    EOFError,
+    ValueError,
+    OSError,
+    RuntimeError,
+    struct.error,
+    ZeroDivisionError,
+)
 
 
 class Jobs:
@@ -63,11 +84,8 @@ class Jobs:
 class Simulation:
     """How this instance behaves: its timing and whether it keeps the audio at all."""
 
-    def __init__(
-        self, seconds_per_audio_second: float, fallback_duration: float, discard_audio: bool
-    ) -> None:
+    def __init__(self, seconds_per_audio_second: float, discard_audio: bool) -> None:
         self.seconds_per_audio_second = seconds_per_audio_second
-        self.fallback_duration = fallback_duration
         self.discard_audio = discard_audio
 
 
@@ -77,6 +95,10 @@ SIMULATION = web.AppKey("simulation", Simulation)
 
 class FormError(ValueError):
     """A form field is missing or malformed (answered 422, as FastAPI-based WhisperX does)."""
+
+
+class Unreadable(ValueError):
+    """Audio this simulation cannot transcribe (answered 422 with the reason as detail)."""
 
 
 async def health(request: web.Request) -> web.Response:
@@ -94,13 +116,9 @@ async def transcribe(request: web.Request) -> web.Response:
         if response_format not in RESPONSE_FORMATS:
             raise FormError(f"response_format must be one of {', '.join(RESPONSE_FORMATS)}")
         speakers = _speakers(fields)
-    except FormError as exc:
+        text, seconds = _read_audio(audio)
+    except (FormError, Unreadable) as exc:
         return web.json_response({"detail": str(exc)}, status=422)
-    text = embedded_text(audio) or FALLBACK_TRANSCRIPT
-    try:
-        seconds = duration(audio)
-    except (wave.Error, EOFError, ValueError):
-        seconds = simulation.fallback_duration
     async with request.app[JOBS].job():
         await asyncio.sleep(seconds * simulation.seconds_per_audio_second)
     language = fields.get("language") or "en"
@@ -112,7 +130,19 @@ async def _discard(request: web.Request) -> web.Response:
     received = 0
     async for chunk in request.content.iter_any():
         received += len(chunk)
-    return web.json_response({"text": FALLBACK_TRANSCRIPT, "bytes_received": received})
+    return web.json_response({"bytes_received": received})
+
+
+def _read_audio(audio: bytes) -> tuple[str, float]:
+    """The embedded transcript and the duration, or Unreadable: never a made-up text."""
+    try:
+        seconds = duration(audio)
+    except WAV_ERRORS:
+        raise Unreadable(NOT_WAV) from None
+    text = embedded_text(audio)
+    if not text:
+        raise Unreadable(NO_TRANSCRIPT)
+    return text, seconds
 
 
 async def _read_form(request: web.Request) -> tuple[dict[str, str], bytes]:
@@ -211,7 +241,6 @@ def create_app(
     *,
     concurrency: int = 4,
     seconds_per_audio_second: float = 0.0,
-    fallback_duration: float = 1.0,
     discard_audio: bool = False,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     outside_jobs: int = 0,
@@ -220,7 +249,7 @@ def create_app(
 
     Uploads are held in memory, up to ``max_upload_bytes`` (larger ones get 413).
     ``discard_audio`` turns it into a benchmark sink: uploads of any size are counted and
-    dropped unparsed, and every answer is the fallback transcript in json, at once.
+    dropped unparsed, and every answer is ``{"bytes_received": n}``, at once.
     ``outside_jobs`` (fewer than ``concurrency``) slots stay busy with work from elsewhere.
     """
     if concurrency < 1:
@@ -229,7 +258,7 @@ def create_app(
         raise ValueError("outside_jobs must be at least 0 and below concurrency")
     app = web.Application(client_max_size=max_upload_bytes)
     app[JOBS] = Jobs(concurrency, outside_jobs)
-    app[SIMULATION] = Simulation(seconds_per_audio_second, fallback_duration, discard_audio)
+    app[SIMULATION] = Simulation(seconds_per_audio_second, discard_audio)
     app.router.add_get("/health", health)
     app.router.add_post("/v1/audio/transcriptions", transcribe)
     app.router.add_post("/transcribe", transcribe)
@@ -250,12 +279,6 @@ def main(argv: list[str] | None = None) -> None:
         help="processing seconds per second of audio (0: instant, 0.5: twice real time)",
     )
     parser.add_argument(
-        "--fallback-duration",
-        type=float,
-        default=1.0,
-        help="seconds of audio assumed for files that are not WAV",
-    )
-    parser.add_argument(
         "--discard-audio",
         action="store_true",
         help="benchmark sink: drop uploads unparsed and answer at once",
@@ -272,7 +295,6 @@ def main(argv: list[str] | None = None) -> None:
     app = create_app(
         concurrency=args.concurrency,
         seconds_per_audio_second=args.speed,
-        fallback_duration=args.fallback_duration,
         discard_audio=args.discard_audio,
         outside_jobs=args.outside_jobs,
     )

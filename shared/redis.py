@@ -1,14 +1,19 @@
-"""Redis client factory (redis.asyncio) and a wait-until-reachable loop."""
+"""Redis client factory (redis.asyncio), a wait-until-reachable loop, and what services
+need to know about a Redis that is full (maxmemory reached): how to recognise its refusal
+and how much memory it uses."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.periodic import pause
@@ -51,3 +56,63 @@ async def wait_for_redis(
         elif await pause(stop, delay):
             return False
         delay = min(delay * 2, max_delay)
+
+
+# Redis' words when it refuses a command at maxmemory (maxmemory-policy noeviction). A plain
+# command or a MULTI raises OutOfMemoryError, but inside a Lua script Redis 6.2 wraps the
+# refusal in a generic "Error running script ... -OOM command not allowed ..." error, so
+# that one is recognised by its text (Redis 7 says the same words).
+_OOM_TEXT = "command not allowed when used memory"
+
+
+#: Backoff while Redis refuses writes (seconds, first wait and longest): memory comes back
+#: as tasks finish and results expire or when an operator acts; work resumes soon after.
+FULL_RETRY_FIRST = 0.5
+FULL_RETRY_MAX = 5.0
+
+
+def storage_full(exc: BaseException) -> bool:
+    """True when ``exc`` is Redis refusing a write because it has reached maxmemory.
+
+    Nothing was written then: Redis checks before a command runs, and a script is refused
+    at its first write that needs memory, never halfway. Reads, deletions and stream
+    acknowledgements still work, so it is a transient condition, not a failure of the data.
+    """
+    if isinstance(exc, OutOfMemoryError):
+        return True
+    return isinstance(exc, ResponseError) and _OOM_TEXT in str(exc)
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    """Redis' memory against its limit, from INFO memory."""
+
+    used_memory: int  # bytes
+    maxmemory: int  # bytes; 0 means no limit
+    policy: str  # maxmemory-policy; only noeviction refuses writes (the others evict data)
+
+    @property
+    def ratio(self) -> float | None:
+        """used / max (1 or more: writes are refused), None without a limit."""
+        return round(self.used_memory / self.maxmemory, 4) if self.maxmemory else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "used_memory": self.used_memory,
+            "maxmemory": self.maxmemory,
+            "ratio": self.ratio,
+            "maxmemory_policy": self.policy,
+        }
+
+
+async def memory_use(redis: Redis) -> MemoryUse | None:
+    """The figures, or None where INFO is not allowed (ACL users without @dangerous)."""
+    try:
+        info = await redis.info("memory")
+    except ResponseError:
+        return None
+    return MemoryUse(
+        int(info.get("used_memory", 0)),
+        int(info.get("maxmemory", 0)),
+        str(info.get("maxmemory_policy", "unknown")),
+    )

@@ -48,6 +48,11 @@ FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
 #: Seconds quoted as estimated_completion_time before any duration has been measured.
 DEFAULT_ESTIMATE = {TaskType.TRANSCRIPTION: 60, TaskType.TTS: 45, TaskType.SUMMARIZATION: 30}
 
+#: A summarization input of at most this many words is too short to summarize: its summary
+#: is the text itself (docs/scoring.md). A useful summary needs about a sentence (10 words)
+#: and is at most half its source, so no summary of a shorter text is shorter than the text.
+SHORT_TEXT_WORDS = 20
+
 #: MIME type of a task's raw output, served by GET /api/v1/tasks/{id}/output.
 OUTPUT_MEDIA_TYPE = {
     TaskType.TRANSCRIPTION: "text/plain; charset=utf-8",
@@ -143,6 +148,7 @@ def public_view(task: Task, output: bytes | None = None) -> dict[str, Any]:
             "model_used": task.result.get("model_used"),
             "processing_time": task.result.get("processing_time"),
             "accuracy_score": task.result.get("accuracy_score"),
+            "accuracy_reason": task.result.get("accuracy_reason"),
             "speed_score": task.result.get("speed_score"),
             "miner_uid": task.result.get("miner_uid"),
         }

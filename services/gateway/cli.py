@@ -8,7 +8,8 @@ Redis the settings point at (REDIS_URL...):
     python -m services.gateway keys revoke PREFIX
 
 ``create`` prints the full key alone on stdout, once (``KEY=$(... keys create ...)``);
-notes go to stderr. Exit status: 0 done, 1 no such prefix, 2 bad arguments or settings.
+notes go to stderr. Exit status: 0 done, 1 no such prefix, 2 bad arguments or settings,
+3 Redis is full (maxmemory reached) and refused the change: nothing was written.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 
 import structlog
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from services.gateway.apikeys import ApiKey, ApiKeys
 from services.gateway.app import create_app, freeze_startup_objects
@@ -27,7 +29,7 @@ from services.gateway.rates import parse_limits
 from services.gateway.settings import GatewaySettings
 from shared.http import new_event_loop
 from shared.logging import configure_logging
-from shared.redis import create_redis
+from shared.redis import create_redis, storage_full
 from shared.settings import load_or_exit
 from shared.tasks import iso
 
@@ -125,6 +127,15 @@ async def run_keys(args: argparse.Namespace, settings: GatewaySettings) -> int:
             return 1
         print(f"revoked {revoked.prefix} ({revoked.name}) at {iso(revoked.revoked_at)}")
         return 0
+    except RedisError as exc:
+        if not storage_full(exc):
+            raise
+        print(
+            "Redis is full (maxmemory reached) and refused the write; nothing was changed. "
+            "Free memory or raise maxmemory, then retry.",
+            file=sys.stderr,
+        )
+        return 3
     finally:
         await redis.aclose()
 

@@ -1,7 +1,8 @@
 """API errors as JSON: one exception type for handlers, one middleware for everything else.
 
 Every failure leaves the gateway as ``{"error": {"code", "message", "field"}}``, including
-aiohttp's own 404/405/413 and Redis outages (503), so clients parse a single shape.
+aiohttp's own 404/405/413, Redis outages and a full Redis (503), so clients parse a single
+shape.
 """
 
 from __future__ import annotations
@@ -16,11 +17,15 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.http import Handler, json_error
+from shared.redis import storage_full
 
 log = structlog.get_logger("gateway.errors")
 
 #: Seconds a client is told to wait before retrying while Redis is unreachable.
 RETRY_AFTER = "5"
+#: ... while Redis refuses writes at maxmemory: memory comes back as results expire or an
+#: operator acts, rarely within seconds, so clients are asked to wait longer.
+STORAGE_FULL_RETRY_AFTER = "30"
 
 _HTTP_CODES = {
     403: "forbidden",  # aiohttp-cors refusing a preflight
@@ -97,7 +102,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "task storage is unreachable, retry later",
             headers={"Retry-After": RETRY_AFTER},
         )
-    except RedisError:
+    except RedisError as exc:
+        if storage_full(exc):
+            # Redis refused the write before making it: nothing of the request was stored.
+            log.warning("redis_storage_full", path=request.path, error=str(exc))
+            return error_response(
+                503,
+                "storage_full",
+                "task storage is full (Redis maxmemory reached); nothing was stored, retry later",
+                headers={"Retry-After": STORAGE_FULL_RETRY_AFTER},
+            )
         log.exception("redis_error", path=request.path)
         return error_response(503, "storage_error", "task storage failed, retry later")
     except Exception:

@@ -1,4 +1,9 @@
-"""GET /api/v1/health: 200 with Redis, queue and network status; 503 when Redis is down."""
+"""GET /api/v1/health: 200 with Redis, queue and network status; 503 when Redis is down.
+
+Redis' memory against maxmemory is reported, but a full Redis stays "healthy" (200): reads
+still work and submissions answer 503 ``storage_full`` themselves, while failing the probe
+would take every gateway out of its load balancer and turn those answers into refused
+connections."""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from services.gateway.openapi import json_content, operation
 from services.gateway.responses import Health
 from services.gateway.state import REDIS, SETTINGS, STORE
 from services.gateway.stats import read_network
+from shared.redis import memory_use
 from shared.tasks import iso, now
 
 log = structlog.get_logger("gateway.health")
@@ -41,6 +47,7 @@ async def health(request: web.Request) -> web.Response:
             counts = await store.counts()
             queues = await store.queue_sizes()
             network = await read_network(redis)
+            memory = await memory_use(redis)
     except (TimeoutError, RedisError) as exc:
         log.warning("health_redis_unreachable", error=str(exc) or type(exc).__name__)
         return web.json_response(
@@ -61,7 +68,11 @@ async def health(request: web.Request) -> web.Response:
         {
             "status": "healthy",
             "timestamp": iso(now()),
-            "redis": {"status": "connected", "latency_ms": latency_ms},
+            "redis": {
+                "status": "connected",
+                "latency_ms": latency_ms,
+                "memory": memory.as_dict() if memory else None,
+            },
             "queue": {**counts, "queue_size": sum(queues.values()), "queues": queues},
             "network": network,
         }

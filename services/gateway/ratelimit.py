@@ -9,8 +9,10 @@ Answers carry the IETF draft's headers (draft-ietf-httpapi-ratelimit-headers):
 ``RateLimit-Reset`` (seconds until full again) and ``RateLimit-Policy`` (``60;w=60``);
 a refusal is a 429 with ``Retry-After`` (seconds until a token is there).
 
-While Redis is unreachable the limiter lets requests through (logged): everything worth
-limiting needs Redis too and answers 503 meanwhile, and health probes stay truthful.
+While Redis is unreachable, or full (maxmemory reached: the bucket cannot be written), the
+limiter lets requests through (logged): everything worth limiting needs Redis too and
+answers 503 meanwhile (a submission: ``storage_full``), reads of a full Redis keep working,
+and health probes stay truthful.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import structlog
 from aiohttp import web
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.gateway.errors import ApiError
@@ -31,6 +34,7 @@ from services.gateway.rates import Rate, parse_limits
 from services.gateway.state import API_KEY, IDENTITY, SETTINGS
 from shared import keys
 from shared.http import Handler
+from shared.redis import storage_full
 
 log = structlog.get_logger("gateway.ratelimit")
 
@@ -130,6 +134,11 @@ async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.St
         decision = await request.app[LIMITER].take(policy.group, identity, rate)
     except (RedisConnectionError, RedisTimeoutError) as exc:
         log.warning("ratelimit_unavailable", path=request.path, error=str(exc))
+        return await handler(request)
+    except RedisError as exc:
+        if not storage_full(exc):
+            raise
+        log.warning("ratelimit_storage_full", path=request.path)
         return await handler(request)
     if not decision.allowed:
         retry = max(1, math.ceil(decision.wait))

@@ -50,7 +50,13 @@ class TaskResult(Schema):
     )
     model_used = _nullable(fields.String)
     processing_time = _nullable(fields.Float, metadata={"description": "seconds"})
-    accuracy_score = _nullable(fields.Float)
+    accuracy_score = _nullable(
+        fields.Float, metadata={"description": "0 to 1; null when it could not be judged"}
+    )
+    accuracy_reason = _nullable(
+        fields.String,
+        metadata={"description": "why accuracy_score is null (e.g. no reference transcript)"},
+    )
     speed_score = _nullable(fields.Float)
     miner_uid = _nullable(fields.Integer)
 
@@ -128,9 +134,35 @@ class QueueHealth(StatusCounts):
     queues = fields.Nested(QueueSizes, required=True)
 
 
+class RedisMemory(Schema):
+    used_memory = fields.Integer(required=True, metadata={"description": "bytes (INFO memory)"})
+    maxmemory = fields.Integer(
+        required=True, metadata={"description": "bytes Redis may use; 0: no limit"}
+    )
+    ratio = _nullable(
+        fields.Float,
+        metadata={
+            "description": "used_memory / maxmemory; near 1 a noeviction Redis refuses writes "
+            "(submissions get 503 storage_full); null without a limit"
+        },
+    )
+    maxmemory_policy = fields.String(
+        required=True,
+        metadata={"description": "noeviction refuses writes when full; others evict data"},
+    )
+
+
 class RedisHealth(Schema):
     status = fields.String(required=True, validate=validate.OneOf(["connected", "unreachable"]))
     latency_ms = fields.Float(metadata={"description": "PING round trip"})
+    memory = fields.Nested(
+        RedisMemory,
+        allow_none=True,
+        metadata={
+            "description": "memory against maxmemory; null where the Redis user may not run "
+            "INFO; absent when unreachable"
+        },
+    )
 
 
 class Health(Schema):

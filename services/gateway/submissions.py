@@ -205,6 +205,17 @@ def submission_handler(kind: TaskKind) -> Handler:
             "413": error_response(f"{too_large} exceeds the size limit"),
             "415": error_response(f"the body is not {kind.media_type}"),
             "422": error_response("the Idempotency-Key was used for a different request"),
-            "503": error_response("Redis is unreachable; retry later"),
+            "503": {
+                **error_response(
+                    "Redis is unreachable (redis_unavailable) or full (storage_full: "
+                    "maxmemory reached); nothing was stored"
+                ),
+                "headers": {
+                    "Retry-After": {
+                        "description": "seconds to wait before retrying",
+                        "schema": {"type": "integer"},
+                    }
+                },
+            },
         },
     )(handler)

@@ -37,6 +37,7 @@ from services.validator.processor import Processor
 from services.validator.reclaim import Reclaimer
 from services.validator.reference import ReferenceClient
 from services.validator.settings import ValidatorSettings
+from services.validator.storagefull import WaitWhileFull, defer_while_full
 from services.validator.webhooks import Webhooks
 from services.validator.webhooks import create_session as webhook_session
 from services.validator.weights import WeightSetter
@@ -60,6 +61,7 @@ class Components:
     queue: StreamQueue
     pool: WorkPool
     processor: Processor
+    storage_wait: WaitWhileFull
     consumer: Consumer
     reclaimer: Reclaimer
     weights: WeightSetter
@@ -152,12 +154,14 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         metrics=metrics,
         settings=settings,
     )
+    # A task whose write a full Redis refuses waits, entry held, instead of failing.
+    storage_wait = WaitWhileFull(processor.handle, metrics)
     pool = WorkPool(
         settings.max_concurrent_tasks,
         queue,
-        processor.handle,
+        storage_wait,
         metrics,
-        heartbeat=settings.reclaim_idle / 3,
+        heartbeat=settings.heartbeat_interval,
     )
     app[COMPONENTS] = Components(
         settings=settings,
@@ -168,11 +172,12 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         queue=queue,
         pool=pool,
         processor=processor,
+        storage_wait=storage_wait,
         consumer=Consumer(queue, pool, settings.block_timeout),
         reclaimer=Reclaimer(
             queue,
             pool,
-            processor.abandon,
+            defer_while_full(processor.abandon, metrics),
             metrics,
             idle=settings.reclaim_idle,
             interval=settings.reclaim_interval,
@@ -235,10 +240,11 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     stop.set()
-    # The consumer and the reclaimer finish what they are doing (an entry they have just
-    # taken gets its worker) before the workers are drained.
-    await asyncio.wait(list(liveness.loops.values()), timeout=settings.block_timeout + 1.0)
+    # Hand the work in flight back first, so no task waits for this replica's loops to end;
+    # then once more for an entry the consumer or the reclaimer took in the meantime.
     await c.pool.drain(settings.shutdown_grace)
+    await asyncio.wait(list(liveness.loops.values()), timeout=settings.block_timeout + 1.0)
+    await c.pool.drain(0)
     pending = [t for t in liveness.loops.values() if not t.done()]
     for task in pending:
         task.cancel()

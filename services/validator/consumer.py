@@ -15,12 +15,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from services.validator.metrics import Metrics
 from shared import keys
 from shared.logging import get_logger
-from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
+from shared.periodic import pause
+from shared.redis import FULL_RETRY_MAX, REDIS_DOWN_ERRORS, storage_full, wait_for_redis
 from shared.tasks import PRIORITY_ORDER, Priority
 
 log = get_logger("validator.consumer")
@@ -34,15 +35,27 @@ if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
 redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return 1
 """
-# KEYS: stream. ARGV: group, consumer, entry id, task id. Requeues at the stream's tail.
+# KEYS: stream. ARGV: group, entry id. A script, not MULTI: a full Redis (maxmemory) refuses
+# every command queued in a MULTI, but these two need no memory and free some.
+_FINISH = """
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+return 1
+"""
+# KEYS: stream. ARGV: group, consumer, entry id, idle ms. Hands the entry back where it is:
+# it looks long idle, so any replica's next reclaim sweep takes it (a requeue at the tail
+# would put it behind the whole backlog). The delivery count goes down by one, so a hand-back
+# is not counted towards MAX_DELIVERIES when the entry is claimed again.
 _RELEASE = """
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
 if #p == 0 or p[1][2] ~= ARGV[2] then return 0 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
-redis.call('XDEL', KEYS[1], ARGV[3])
-redis.call('XADD', KEYS[1], '*', 'task_id', ARGV[4])
+local count = math.max(p[1][4] - 1, 0)
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'IDLE', ARGV[4],
+  'RETRYCOUNT', count, 'JUSTID')
 return 1
 """
+#: The idle time a handed-back entry gets: past any RECLAIM_IDLE (about 11.6 days).
+HANDED_BACK_IDLE_MS = 10**9
 
 
 @dataclass(frozen=True)
@@ -67,10 +80,15 @@ class StreamQueue:
         self.consumer = consumer
         self._touch = redis.register_script(_TOUCH)
         self._release = redis.register_script(_RELEASE)
+        self._finish = redis.register_script(_FINISH)
 
     async def ensure_groups(self) -> None:
-        """Create the group on every stream (from the start, so no earlier entry is missed)."""
+        """Create the group on every stream (from the start, so no earlier entry is missed).
+        Existing groups are only read: XGROUP CREATE is refused by a full Redis (maxmemory)
+        even when the group exists, and a replica starting then can still work."""
         for priority in PRIORITY_ORDER:
+            if await self._has_group(keys.stream(priority)):
+                continue
             try:
                 await self.redis.xgroup_create(
                     keys.stream(priority), keys.CONSUMER_GROUP, id="0", mkstream=True
@@ -78,6 +96,13 @@ class StreamQueue:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+
+    async def _has_group(self, stream: str) -> bool:
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except ResponseError:  # no such stream yet
+            return False
+        return any(g["name"].decode() == keys.CONSUMER_GROUP for g in groups)
 
     async def take(self) -> Delivery | None:
         """The oldest new entry of the highest non-empty priority, or None if all are empty."""
@@ -130,10 +155,7 @@ class StreamQueue:
 
     async def finish(self, delivery: Delivery) -> None:
         """Acknowledge and delete: the gateway counts XLEN as waiting + in flight."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(delivery.stream, keys.CONSUMER_GROUP, delivery.entry_id)
-            pipe.xdel(delivery.stream, delivery.entry_id)
-            await pipe.execute()
+        await self._finish(keys=[delivery.stream], args=[keys.CONSUMER_GROUP, delivery.entry_id])
 
     async def touch(self, delivery: Delivery) -> bool:
         """Reset the entry's idle time; False once another replica has reclaimed it."""
@@ -141,8 +163,8 @@ class StreamQueue:
         return bool(await self._touch(keys=[delivery.stream], args=args))
 
     async def release(self, delivery: Delivery) -> bool:
-        """Give an unfinished entry back to the group as a new entry, if still ours."""
-        args = [keys.CONSUMER_GROUP, self.consumer, delivery.entry_id, delivery.task_id]
+        """Hand an unfinished entry back for another replica to claim at once, if still ours."""
+        args = [keys.CONSUMER_GROUP, self.consumer, delivery.entry_id, HANDED_BACK_IDLE_MS]
         return bool(await self._release(keys=[delivery.stream], args=args))
 
 
@@ -168,31 +190,43 @@ class WorkPool:
         self.used = 0
         self.tasks: dict[asyncio.Task[None], Delivery] = {}
         self._freed = asyncio.Event()
+        # Reclaimed entries wait for slots ahead of new ones: under a steady backlog the
+        # consumer would otherwise take every freed slot and a dead replica's tasks would
+        # wait until the backlog drained.
+        self._urgent = 0
 
     @property
     def free(self) -> int:
         return self.size - self.used
 
-    def try_acquire(self) -> bool:
-        if self.used >= self.size:
+    def try_acquire(self, *, urgent: bool = False) -> bool:
+        held_back = 0 if urgent else self._urgent
+        if self.used + held_back >= self.size:
             return False
         self.used += 1
         return True
 
-    async def acquire(self, stop: asyncio.Event) -> bool:
-        """Wait for a free slot; False if ``stop`` was set first."""
-        while not stop.is_set():
-            if self.try_acquire():
-                return True
-            self._freed.clear()
-            waiters = [
-                asyncio.ensure_future(self._freed.wait()),
-                asyncio.ensure_future(stop.wait()),
-            ]
-            _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in pending:
-                waiter.cancel()
-        return False
+    async def acquire(self, stop: asyncio.Event, *, urgent: bool = False) -> bool:
+        """Wait for a free slot (``urgent`` waiters first); False if ``stop`` was set first."""
+        if urgent:
+            self._urgent += 1
+        try:
+            while not stop.is_set():
+                if self.try_acquire(urgent=urgent):
+                    return True
+                self._freed.clear()
+                waiters = [
+                    asyncio.ensure_future(self._freed.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                ]
+                _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in pending:
+                    waiter.cancel()
+            return False
+        finally:
+            if urgent:
+                self._urgent -= 1
+                self._freed.set()  # slots held back for this waiter are open to others again
 
     def release_slot(self) -> None:
         self.used -= 1
@@ -213,7 +247,7 @@ class WorkPool:
                 released = await self.queue.release(delivery)
             except REDIS_DOWN_ERRORS:
                 released = False  # left pending: reclaimed once idle
-            log.warning("task_released", task_id=delivery.task_id, requeued=released)
+            log.warning("task_handed_back", task_id=delivery.task_id, handed_back=released)
             raise
         except REDIS_DOWN_ERRORS as exc:
             # The entry stays pending; it is reclaimed once Redis is back and it idles out.
@@ -241,7 +275,7 @@ class WorkPool:
                 log.warning("heartbeat_failed", task_id=delivery.task_id, error=str(exc))
 
     async def drain(self, grace: float) -> None:
-        """Let tasks in flight finish for ``grace`` seconds, then release the rest."""
+        """Let tasks in flight finish for ``grace`` seconds, then hand the rest back."""
         if self.tasks:
             log.info("draining", in_flight=len(self.tasks), grace=grace)
             _, pending = await asyncio.wait(list(self.tasks), timeout=grace)
@@ -266,6 +300,13 @@ class Consumer:
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("consumer_redis_unavailable", error=str(exc))
                 await wait_for_redis(self.queue.redis, stop=stop)
+            except RedisError as exc:
+                # A missing group cannot be created while Redis is full: wait for room.
+                if not storage_full(exc):
+                    raise
+                self.pool.metrics.storage_full.labels("consumer").inc()
+                log.warning("consumer_storage_full", error=str(exc))
+                await pause(stop, FULL_RETRY_MAX)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._ensure_groups(stop)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared.redis import REDIS_DOWN_ERRORS
+from shared.redis import REDIS_DOWN_ERRORS, memory_use
 
 if TYPE_CHECKING:
     from services.validator.app import Components
@@ -33,9 +33,11 @@ async def health(request: web.Request) -> web.Response:
     """200 while every loop runs (Redis being away is reported, not fatal: the validator
     waits for it); 503 when a loop has died and the pod should be restarted."""
     components, liveness = request.app[COMPONENTS], request.app[LIVENESS]
+    memory = None
     try:
         async with asyncio.timeout(1.0):
             await components.redis.ping()
+            memory = await memory_use(components.redis)
         redis_state = "ok"
     except (TimeoutError, *REDIS_DOWN_ERRORS):
         redis_state = "unavailable"
@@ -45,6 +47,9 @@ async def health(request: web.Request) -> web.Response:
         "redis": redis_state,
         "consumer": components.queue.consumer,
         "in_flight": len(components.pool.tasks),
+        # Redis full (maxmemory): tasks held, waiting to write; not a reason to restart.
+        "waiting_for_storage": len(components.storage_wait.waiting),
+        "redis_memory": memory.as_dict() if memory else None,
         "miners": len(components.registry.miners),
         "mode": "chain" if components.settings.chain_mode else "static",
         "dead_loops": dead,

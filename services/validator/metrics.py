@@ -6,6 +6,7 @@ process and read each one's counters.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Container, Iterable
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,13 @@ class Metrics:
         self.weights_set = Counter(
             "validator_weight_settings", "Weight settings, by outcome.", ["outcome"], registry=r
         )
+        self.storage_full = Counter(
+            "validator_storage_full",
+            "Writes Redis refused at maxmemory (nothing written, retried later), by where "
+            "(task, consumer, reclaim, netstats, webhooks, weights).",
+            ["loop"],
+            registry=r,
+        )
         self.ops = OperatorMetrics(self)
 
     def value(self, name: str, **labels: str) -> float:
@@ -100,7 +108,9 @@ MINER_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 USABLE, UNUSABLE = "usable", "unusable"
 _FAILURE_CLASSES = {"timeout": "timeout", "connection": "connection"}
 HTTP_ERROR, BAD_ANSWER = "http_error", "bad_answer"
-ANSWER_OUTCOMES = (USABLE, UNUSABLE, "timeout", "connection", HTTP_ERROR, BAD_ANSWER)
+#: A miner's 422: it declined the input as unprocessable (judging.DECLINED).
+DECLINED, DECLINED_KIND = "declined", "http_422"
+ANSWER_OUTCOMES = (USABLE, UNUSABLE, DECLINED, "timeout", "connection", HTTP_ERROR, BAD_ANSWER)
 
 #: Label values known in advance: their series exist from the start at 0, so rate(),
 #: increase() and the alert rules see a counter before its first event.
@@ -118,6 +128,8 @@ def answer_outcome(error: str | None, usable: bool) -> str:
         return USABLE if usable else UNUSABLE
     if error in _FAILURE_CLASSES:
         return _FAILURE_CLASSES[error]
+    if error == DECLINED_KIND:
+        return DECLINED
     return HTTP_ERROR if error.startswith("http_") else BAD_ANSWER
 
 
@@ -126,7 +138,6 @@ class OperatorMetrics:
 
     def __init__(self, metrics: Metrics) -> None:
         r = metrics.registry
-        self._tasks = metrics.tasks
         self.task_duration = Histogram(
             "validator_task_duration_seconds",
             "Seconds from submission to the final status, by task type and final status.",
@@ -143,8 +154,8 @@ class OperatorMetrics:
         )
         self.answers = Counter(
             "validator_miner_answers",
-            "Miner responses by uid and outcome (usable, unusable, timeout, connection,"
-            " http_error, bad_answer).",
+            "Miner responses by uid and outcome (usable, unusable, declined, timeout,"
+            " connection, http_error, bad_answer).",
             ["uid", "outcome"],
             registry=r,
         )
@@ -214,13 +225,14 @@ class OperatorMetrics:
         for state in ("due", "scheduled"):
             self.webhook_backlog.labels(state)
 
-    def finished(self, task: Task, status: str, at: float) -> None:
-        """Count a task that reached final ``status`` at ``at``: validator_tasks_total, its
-        end-to-end latency and its attempts."""
+    def finished(self, task: Task, status: str) -> float:
+        """Observe a task that has just reached final ``status``: its end-to-end latency and
+        its attempts (validator_tasks_total is counted beside). Returns the time used."""
+        at = time.time()
         task_type = task.task_type.value
-        self._tasks.labels(task_type, status).inc()
         self.task_duration.labels(task_type, status).observe(max(0.0, at - task.created_at))
         self.task_attempts.labels(task_type, status).observe(task.attempts)
+        return at
 
     def answered(self, responses: Iterable[MinerResponse], usable: Container[str]) -> None:
         """Count one attempt's responses by uid; ``usable``: the hotkeys whose answers were

@@ -12,11 +12,13 @@ import asyncio
 import time
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.validator.metrics import Metrics
 from services.validator.miners import MinerRegistry
 from services.validator.minerstats import MinerStats
 from services.validator.selection import SelectionPolicy, resting
+from services.validator.storagefull import refused
 from shared import keys
 from shared.logging import get_logger
 from shared.periodic import pause
@@ -74,5 +76,8 @@ async def run(
             log.warning("netstats_redis_unavailable", error=str(exc))
             await wait_for_redis(redis, stop=stop)
             continue
+        except RedisError as exc:
+            if not refused(exc, "netstats", metrics):
+                raise
         if await pause(stop, interval):
             return

@@ -17,8 +17,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from redis.exceptions import RedisError
 
 from services.validator.metrics import OperatorMetrics
+from services.validator.storagefull import refused
 from shared import keys
 from shared.logging import get_logger
 from shared.periodic import pause
@@ -129,6 +131,10 @@ class OperatorState:
             except REDIS_DOWN_ERRORS as exc:
                 self.ops.redis_up.set(0)
                 log.warning("operations_redis_unavailable", error=str(exc))
+            except RedisError as exc:
+                # A full Redis (maxmemory) refuses the publications: skip the round.
+                if not refused(exc, "operations", self.c.metrics):
+                    raise
             if await pause(stop, self.interval):
                 return
 

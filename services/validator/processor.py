@@ -14,19 +14,26 @@ import contextlib
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from services.validator import scoring, selection
+from services.validator import selection
 from services.validator.client import MinerClient, MinerRequest, MinerResponse
 from services.validator.consumer import Delivery, StreamQueue
+from services.validator.judging import (
+    DECLINED,
+    Scored,
+    attempt_record,
+    failure_reason,
+    score_answers,
+    stats_outcomes,
+)
 from services.validator.metrics import Metrics
 from services.validator.miners import Miner, MinerRegistry
 from services.validator.minerstats import MinerStats
-from services.validator.reference import ReferenceClient
+from services.validator.reference import Reference, ReferenceClient
 from services.validator.settings import ValidatorSettings
-from services.validator.tasktypes import TASK_TYPES, Judged, TaskSpec
+from services.validator.tasktypes import TASK_TYPES, TaskSpec
 from services.validator.webhooks import Webhooks
 from shared import keys, timeline
 from shared.logging import get_logger
@@ -37,34 +44,6 @@ log = get_logger("validator.processor")
 
 DURATIONS_KEPT = 100
 DEAD_LETTER_MAXLEN = 10_000
-
-
-@dataclass(frozen=True)
-class Scored:
-    """A miner response with its judgement and scores."""
-
-    response: MinerResponse
-    judged: Judged
-    speed: float
-    score: float
-
-    @property
-    def usable(self) -> bool:
-        """Worth returning to the client: judged above 0, or not judgeable at all."""
-        return self.judged.accuracy is None or self.judged.accuracy > 0
-
-    def record(self) -> dict[str, object]:
-        r = self.response
-        return {
-            "uid": r.miner.uid,
-            "hotkey": r.miner.hotkey,
-            "ok": True,
-            "latency": round(r.latency, 4),
-            "accuracy": self.judged.accuracy,
-            "problem": self.judged.problem,
-            "speed": round(self.speed, 4),
-            "score": round(self.score, 4),
-        }
 
 
 class Processor:
@@ -159,7 +138,7 @@ class Processor:
                     return
         finally:
             reference.cancel()
-        await self.fail(task, _reason(attempt, failures))
+        await self.fail(task, failure_reason(attempt, failures, _outcome(reference)))
 
     async def _wait_for_miners(self, asked: set[str]) -> list[Miner]:
         """Reserve the miners for the next attempt, waiting up to TASK_TIMEOUT if all are busy.
@@ -203,7 +182,7 @@ class Processor:
         task: Task,
         spec: TaskSpec,
         data: bytes,
-        reference: asyncio.Task[str | None],
+        reference: asyncio.Task[Reference],
         attempt: int,
         asked: set[str],
         failures: Counter[str],
@@ -221,7 +200,11 @@ class Processor:
         )
         responses = await self._ask(chosen, request, spec.binary_output)
         answered = [r for r in responses if r.ok]
-        scored = await self._score(task, spec, data, reference, answered)
+        # Answers need the reference; so do declines (is the input unprocessable?). It is
+        # usually ready: it ran while the miners worked.
+        declined = any(r.error == DECLINED for r in responses)
+        ref = await reference if answered or declined else None
+        scored = [] if ref is None else await self._score(task, spec, data, ref, answered)
         for r in responses:
             if not r.ok:
                 failures[r.error or "failed"] += 1
@@ -229,17 +212,10 @@ class Processor:
         usable = [s for s in scored if s.usable]
         best = max(usable, key=lambda s: s.score) if usable else None
         self.metrics.ops.answered(responses, {s.response.miner.hotkey for s in usable})
-        await self.stats.record(
-            {
-                **{r.miner.hotkey: (False, 0.0) for r in responses if not r.ok},
-                **{
-                    s.response.miner.hotkey: (True, None if s.judged.accuracy is None else s.score)
-                    for s in scored
-                },
-            },
-            latencies={r.miner.hotkey: r.latency for r in responses if r.ok},
-        )
-        await self._record(task, attempt, started, responses, scored, best)
+        latencies = {r.miner.hotkey: r.latency for r in responses if r.ok}
+        await self.stats.record(stats_outcomes(responses, scored, ref), latencies)
+        record = attempt_record(attempt, self.queue.consumer, started, responses, scored, best)
+        await self.redis.rpush(keys.task_attempts(task.task_id), json.dumps(record))
         outcome = "won" if best else "no_usable_answer"
         self.metrics.attempts.labels(task.task_type.value, outcome).inc()
         return best
@@ -260,87 +236,42 @@ class Processor:
         task: Task,
         spec: TaskSpec,
         data: bytes,
-        reference: asyncio.Task[str | None],
+        reference: Reference,
         answered: list[MinerResponse],
     ) -> list[Scored]:
         if not answered:
             return []
-        ref = await reference  # usually ready: it ran while the miners worked
-        judged = await spec.judge(self.references, data, task.language, ref, answered)
-        scored = []
-        for response, judgement in zip(answered, judged, strict=True):
-            speed = scoring.speed_score(response.latency, self.settings.task_timeout)
-            score = scoring.combined_score(
-                judgement.accuracy,
-                speed,
-                self.settings.accuracy_weight,
-                self.settings.speed_weight,
-            )
-            self.metrics.scores.labels(task.task_type.value).observe(score)
-            scored.append(Scored(response, judgement, speed, score))
+        scored = await score_answers(
+            spec, self.references, data, task.language, reference, answered, self.settings
+        )
+        for s in scored:
+            self.metrics.scores.labels(task.task_type.value).observe(s.score)
         return scored
-
-    async def _record(
-        self,
-        task: Task,
-        attempt: int,
-        started: float,
-        responses: list[MinerResponse],
-        scored: list[Scored],
-        best: Scored | None,
-    ) -> None:
-        """Append the attempt to keys.task_attempts: who was asked and how each did."""
-        failed = [
-            {
-                "uid": r.miner.uid,
-                "hotkey": r.miner.hotkey,
-                "ok": False,
-                "error": r.error,
-                "latency": round(r.latency, 4),
-            }
-            for r in responses
-            if not r.ok
-        ]
-        record = {
-            "attempt": attempt,
-            "validator": self.queue.consumer,
-            "started_at": started,
-            "finished_at": time.time(),
-            "responses": [s.record() for s in scored] + failed,
-            "winner": best.response.miner.uid if best else None,
-        }
-        await self.redis.rpush(keys.task_attempts(task.task_id), json.dumps(record))
 
     async def complete(self, task: Task, best: Scored) -> bool:
         """Store the winning answer; False if another copy of the task finished first."""
-        r = best.response
-        result = {
-            "model_used": r.model,
-            "processing_time": round(r.latency, 4),
-            "accuracy_score": None
-            if best.judged.accuracy is None
-            else round(best.judged.accuracy, 4),
-            "speed_score": round(best.speed, 4),
-            "miner_uid": r.miner.uid,
-        }
+        result = best.result()
         moved = await self.store.transition(
             task.task_id,
             Status.COMPLETED,
             expect=[Status.PROCESSING],
             fields={"result": json.dumps(result)},
-            output=r.output,
+            output=best.response.output,
         )
         if not moved:
             self.metrics.tasks.labels(task.task_type.value, "lost_race").inc()
             log.info("task_already_final", task_id=task.task_id)
             return False
+        # Counted first: a full Redis refusing the samples below, or a kill, must not hide
+        # the completion.
+        self.metrics.tasks.labels(task.task_type.value, "completed").inc()
+        finished = self.metrics.ops.finished(task, Status.COMPLETED)
+        log.info("task_completed", task_id=task.task_id, **result)
         async with self.redis.pipeline(transaction=True) as pipe:
-            finished = timeline.record(pipe, Status.COMPLETED, task.created_at)
+            timeline.record(pipe, Status.COMPLETED, task.created_at, finished)
             pipe.lpush(keys.durations(task.task_type.value), finished - task.created_at)
             pipe.ltrim(keys.durations(task.task_type.value), 0, DURATIONS_KEPT - 1)
             await pipe.execute()
-        self.metrics.ops.finished(task, Status.COMPLETED, finished)
-        log.info("task_completed", task_id=task.task_id, **result)
         await self._notify(task.task_id)
         return True
 
@@ -353,10 +284,11 @@ class Processor:
             fields={"error": reason},
         )
         if moved:
-            finished = await timeline.count(self.redis, Status.FAILED, task.created_at)
-            self.metrics.ops.finished(task, Status.FAILED, finished)
+            self.metrics.tasks.labels(task.task_type.value, "failed").inc()
+            self.metrics.ops.finished(task, Status.FAILED)
             log.info("task_failed", task_id=task.task_id, reason=reason)
             await self._notify(task.task_id)
+            await timeline.count(self.redis, Status.FAILED, task.created_at)
         return moved
 
     async def abandon(self, delivery: Delivery, deliveries: int) -> None:
@@ -373,6 +305,8 @@ class Processor:
             maxlen=DEAD_LETTER_MAXLEN,
             approximate=True,
         )
+        self.metrics.reclaims.labels("dead_lettered").inc()
+        log.warning("entry_dead_lettered", task_id=delivery.task_id, deliveries=deliveries)
         task = await self.store.get(delivery.task_id) if delivery.task_id else None
         if task is not None:
             await self.fail(
@@ -380,8 +314,6 @@ class Processor:
                 f"abandoned: its queue entry was delivered {deliveries} times without finishing",
             )
         await self.queue.finish(delivery)
-        self.metrics.reclaims.labels("dead_lettered").inc()
-        log.warning("entry_dead_lettered", task_id=delivery.task_id, deliveries=deliveries)
 
     async def _notify(self, task_id: str) -> None:
         final = await self.store.get(task_id)
@@ -391,9 +323,8 @@ class Processor:
         await self.webhooks.enqueue(final, output)
 
 
-def _reason(attempts: int, failures: Counter[str]) -> str:
-    """E.g. "no usable answer after 3 attempts (timeout x4, http_500 x2)"."""
-    detail = ", ".join(f"{kind} x{n}" for kind, n in failures.most_common())
-    return f"no usable answer from miners after {attempts} attempts" + (
-        f" ({detail})" if detail else ""
-    )
+def _outcome(reference: asyncio.Task[Reference]) -> Reference | None:
+    """The reference, if it finished (a cancelled or failed one has nothing to say)."""
+    if not reference.done() or reference.cancelled() or reference.exception() is not None:
+        return None
+    return reference.result()

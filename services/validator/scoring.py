@@ -16,6 +16,8 @@ from collections import Counter
 
 import jiwer
 
+from shared.tasks import SHORT_TEXT_WORDS
+
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
 #: TTS audio is plausible when it lasts between these many seconds per input word...
@@ -144,6 +146,11 @@ def _lcs_length(a: list[str], b: list[str]) -> int:
     return previous[-1]
 
 
+def too_short_to_summarize(text: str) -> bool:
+    """At most SHORT_TEXT_WORDS words: the text is its own summary (its reference)."""
+    return len(words(text, SHORT_TEXT_WORDS + 1)) <= SHORT_TEXT_WORDS
+
+
 def content_words(text: str) -> list[str]:
     return [w for w in words(text) if w not in STOPWORDS and len(w) > 2]
 
@@ -188,7 +195,8 @@ def combined_score(
     """ACCURACY_WEIGHT x accuracy + SPEED_WEIGHT x speed, over the weights' sum.
 
     A wrong answer (accuracy 0) scores 0: speed is no merit in junk, and a fast garbage
-    miner must not earn weight. Unknown accuracy (no reference) counts as 0 in the sum.
+    miner must not earn weight. ``accuracy`` None (unknown, nothing to rank by) counts as 0
+    in the sum: such an answer ranks by speed alone, below any good judged answer.
     """
     if accuracy is not None and accuracy <= 0:
         return 0.0
@@ -200,7 +208,8 @@ def consensus_accuracy(texts: list[str]) -> list[float | None]:
     """Without a reference: each text's best agreement (1 - WER) with another answer.
 
     Honest miners agree with each other and junk agrees with nobody; a lone answer cannot
-    be judged (None).
+    be judged (None). Agreement ranks answers, but is no accuracy: miners that fail alike
+    (or collude) agree too, so it is never reported or rewarded as one.
     """
     if len(texts) < 2:
         return [None] * len(texts)

@@ -82,20 +82,29 @@ class ValidatorSettings(RedisSettings, ChainSettings):
     block_timeout: float = setting(
         _seconds(0.05), 2.0, "seconds one idle wait for new stream entries lasts"
     )
+    heartbeat_interval: float = setting(
+        _seconds(0.05),
+        2.0,
+        "seconds between a live replica's refreshes of the entries it works on; keeps a long"
+        " attempt from looking idle, whatever TASK_TIMEOUT is",
+    )
     reclaim_idle: float = setting(
         _seconds(0.1),
-        180.0,
-        "seconds an entry must sit unacknowledged (no heartbeat) before another replica"
-        " reclaims it; above the longest legitimate attempt",
+        8.0,
+        "seconds an entry must go without a heartbeat before another replica reclaims it;"
+        " at least twice HEARTBEAT_INTERVAL",
     )
     reclaim_interval: float = setting(
-        _seconds(0.05), 15.0, "seconds between scans for entries of dead replicas"
+        _seconds(0.05), 1.0, "seconds between scans for entries of dead or stopped replicas"
     )
     max_deliveries: int = setting(
         _count(), 5, "deliveries of one entry before it is dead-lettered and its task failed"
     )
     shutdown_grace: float = setting(
-        _seconds(), 20.0, "seconds in-flight tasks get to finish on SIGTERM before release"
+        _seconds(),
+        0.0,
+        "seconds in-flight tasks get to finish on SIGTERM before their entries are handed"
+        " back; 0 = hand back at once",
     )
     # Weights
     weights_interval: float = setting(
@@ -139,10 +148,12 @@ class ValidatorSettings(RedisSettings, ChainSettings):
 
     def check(self) -> None:
         """Cross-field rules that a single field validator cannot express."""
-        if self.reclaim_idle <= self.task_timeout:
+        if self.heartbeat_interval * 2 > self.reclaim_idle:
+            # One late heartbeat (a GC pause, a slow Redis reply) must not hand a live
+            # replica's work to another one.
             raise SettingsError(
-                f"RECLAIM_IDLE: must exceed TASK_TIMEOUT ({self.task_timeout}s), the longest"
-                f" legitimate attempt (got {self.reclaim_idle!r})"
+                f"HEARTBEAT_INTERVAL: must be at most half of RECLAIM_IDLE"
+                f" ({self.reclaim_idle}s) (got {self.heartbeat_interval!r})"
             )
         if self.environment == "production" and not self.webhook_secret:
             raise SettingsError("WEBHOOK_SECRET: required when ENVIRONMENT=production")

@@ -23,8 +23,10 @@ from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.validator.metrics import Metrics
+from services.validator.storagefull import refused
 from shared import keys
 from shared.logging import get_logger
 from shared.periodic import pause
@@ -172,6 +174,11 @@ class Webhooks:
                 log.warning("webhooks_redis_unavailable", error=str(exc))
                 await wait_for_redis(self.redis, stop=stop)
                 continue
+            except RedisError as exc:
+                # Leased deliveries come due again when their lease ends.
+                if not refused(exc, "webhooks", self.metrics):
+                    raise
+                delivered = 0
             if not delivered and await pause(stop, self.poll_interval):
                 return
 

@@ -7,16 +7,17 @@ weights; the others skip that round. In static mode the weights are computed and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
 import bittensor as bt
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from services.validator.metrics import Metrics
 from services.validator.miners import ChainClient, Miner, MinerRegistry
 from services.validator.minerstats import MinerStats
+from services.validator.storagefull import refused
 from shared import keys
 from shared.logging import get_logger
 from shared.periodic import every
@@ -110,6 +111,9 @@ class WeightSetter:
                 await pipe.execute()
         except REDIS_DOWN_ERRORS as exc:
             log.warning("weights_redis_unavailable", error=str(exc))
+        except RedisError as exc:
+            if not refused(exc, "weights", self.metrics):
+                raise
 
     async def run(self, stop: asyncio.Event) -> None:
         """A round every WEIGHTS_INTERVAL until ``stop``; failures wait for the next round."""
@@ -119,11 +123,19 @@ class WeightSetter:
                 await self.tick()
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("weights_redis_unavailable", error=str(exc))
+            except RedisError as exc:
+                if not refused(exc, "weights", self.metrics):
+                    raise
             except (bt.BittensorError, TimeoutError, OSError) as exc:
                 self.metrics.weights_set.labels("failed").inc()
                 log.error("weights_failed", error=repr(exc))
-                with contextlib.suppress(*REDIS_DOWN_ERRORS):
+                try:
                     await self.note("failed")
+                except REDIS_DOWN_ERRORS as exc:
+                    log.warning("weights_redis_unavailable", error=str(exc))
+                except RedisError as exc:
+                    if not refused(exc, "weights", self.metrics):
+                        raise
 
 
 def _rounded(values: list[float]) -> list[float]:

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from devnet.stack import Ports, Stack
 from tests.chaos.conftest import (
+    CHANGED,
     CHAOS_ENV,
     KINDS,
     Submissions,
@@ -108,6 +109,7 @@ async def test_redis_restart_keeps_what_was_acknowledged(stack: Stack, sig: sign
     report(
         f"redis-restart-{sig.name.lower()}",
         {
+            "changed": CHANGED,
             "signal": sig.name,
             "submitted": int(RUN * RATE),
             "acked": len(record.acked),

@@ -52,6 +52,10 @@ def lb_stack(tmp_path: Path) -> Iterator[Stack]:
     stack = Stack(tmp_path)
     lb_env = {
         "PORT": str(free_port()),
+        # Changed from the defaults (and named in the figures line): an instance killed
+        # every 4 s must rejoin within the 24 s run (polls every 30 s by default), and
+        # each request needs a bound the client can wait out (3600 s and 10 s connect by
+        # default; a refused connection fails over at once either way).
         "HEALTH_CHECK_INTERVAL": "1",
         "REQUEST_TIMEOUT": str(LB_TIMEOUT),
         "CONNECT_TIMEOUT": "2",
@@ -203,6 +207,8 @@ async def test_whisperx_kills_fail_over_and_nothing_hangs(lb_stack: Stack):
     report(
         "whisperx-kills",
         {
+            "changed": f"HEALTH_CHECK_INTERVAL=1,REQUEST_TIMEOUT={LB_TIMEOUT:g},CONNECT_TIMEOUT=2"
+            ",LOG_LEVEL=DEBUG(rejoin_within_run,client_bound,routing_counted_from_log)",
             "requests": sum(outcomes.values()),
             "ok": outcomes["ok"],
             "wrong_text": outcomes["wrong_text"],

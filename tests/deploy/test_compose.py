@@ -30,7 +30,7 @@ def test_compose_file_matches_the_compose_schema_offline() -> None:
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        ("    stop_grace_period: 45s\n", "    stop_grace_period: 45s\n    replica: 3\n"),
+        ("    stop_grace_period: 30s\n", "    stop_grace_period: 30s\n    replica: 3\n"),
         ('    expose:\n      - "9000"\n', "    expose: 9000\n"),
         ("  read_only: true\n", "  read_only: true\n  bogus_key: 1\n"),  # inside an anchor
     ],

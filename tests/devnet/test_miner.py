@@ -75,16 +75,36 @@ async def test_accurate_answers_each_task_type(make_client, validator_wallet, mi
     assert summary.startswith("Rain is expected") and len(summary) < len(ARTICLE)
 
 
-async def test_audio_without_embedded_text_gets_the_fixed_phrase(
+async def test_audio_without_embedded_text_is_declined_not_made_up(
+    make_client, validator_wallet, miner_wallet
+):
+    """No speech model: every profile answers 422 for audio it cannot read (real speech,
+    an MP3), garbage included: no made-up transcript, and no made-up junk either."""
+    hotkey = miner_wallet.hotkey.ss58_address
+    unreadable = [audio.synthesize(""), b"ID3\x04\x00" + b"\xff\xfb" * 200]
+    for profile in ("accurate", "noisy", "slow", "garbage"):
+        client = await make_client(profile=profile, slow_extra=0.0)
+        for data in unreadable:
+            wav = base64.b64encode(data).decode()
+            resp, _ = await post(
+                client, validator_wallet, hotkey, "transcription", job("transcription", wav)
+            )
+            assert resp.status == 422, profile
+            assert (await resp.json())["error"]["code"] == "unsupported_audio"
+
+
+async def test_text_too_short_to_summarize_comes_back_whole(
     make_client, validator_wallet, miner_wallet
 ):
     client = await make_client()
-    wav = base64.b64encode(audio.synthesize("")).decode()
+    hotkey = miner_wallet.hotkey.ss58_address
+    short = "Long article text here... It has two sentences."
     resp, _ = await post(
-        client, validator_wallet, miner_wallet.hotkey.ss58_address, "transcription",
-        job("transcription", wav),
-    )  # fmt: skip
-    assert (await resp.json())["output"] == audio.FALLBACK_TRANSCRIPT
+        client, validator_wallet, hotkey, "summarization", job("summarization", short)
+    )
+    assert (await resp.json())["output"] == short
+    assert leading_sentences(short) == short
+    assert len(leading_sentences(ARTICLE).split()) < len(ARTICLE.split())
 
 
 async def test_requests_failing_btauth_are_rejected(make_client, validator_wallet, miner_wallet):

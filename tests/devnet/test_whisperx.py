@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from devnet import whisperx
-from devnet.audio import FALLBACK_TRANSCRIPT, speech_duration, synthesize
+from devnet.audio import speech_duration, synthesize
 from devnet.redis_server import free_port
 
 SPOKEN = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen"
@@ -49,10 +49,29 @@ async def test_uploads_larger_than_a_mebibyte_are_accepted(instance):
     assert body["text"] == "a long recording" and body["duration"] == pytest.approx(100.0)
 
 
-async def test_audio_without_embedded_text_gets_the_fallback(instance):
-    for audio in (synthesize(""), b"ID3 not a wav at all"):
-        response = await instance.post("/v1/audio/transcriptions", data=form(audio))
-        assert await response.json() == {"text": FALLBACK_TRANSCRIPT}
+async def test_audio_it_cannot_read_gets_422_never_a_made_up_transcript(instance):
+    """No speech model: a WAV without the embedded text (real speech) and a file that is not
+    WAV (an MP3) are refused as a FastAPI WhisperX refuses what it cannot process."""
+    cases = {
+        "no embedded text": (synthesize(""), whisperx.NO_TRANSCRIPT),
+        "empty embedded text": (_with_empty_comment(synthesize("")), whisperx.NO_TRANSCRIPT),
+        "not wav": (b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb" * 500, whisperx.NOT_WAV),
+    }
+    for name, (audio, detail) in cases.items():
+        for path in ("/v1/audio/transcriptions", "/transcribe"):
+            response = await instance.post(path, data=form(audio, response_format="text"))
+            assert response.status == 422, name
+            assert response.content_type == "application/json", name
+            assert await response.json() == {"detail": detail}, name
+    health = await (await instance.get("/health")).json()
+    assert health["active_jobs"] == 0
+
+
+def _with_empty_comment(wav: bytes) -> bytes:
+    """A WAV whose INFO/ICMT chunk holds an empty string."""
+    info = b"INFO" + b"ICMT" + (2).to_bytes(4, "little") + b"\0\0"
+    body = wav[8:] + b"LIST" + len(info).to_bytes(4, "little") + info
+    return b"RIFF" + len(body).to_bytes(4, "little") + body
 
 
 async def test_text_format(instance):
@@ -194,7 +213,7 @@ def test_outside_jobs_must_leave_a_slot(outside):
 async def test_discard_mode_counts_bytes_without_parsing(aiohttp_client):
     client = await aiohttp_client(whisperx.create_app(discard_audio=True))
     response = await client.post("/v1/audio/transcriptions", data=b"\0" * 3_000_000)
-    assert await response.json() == {"text": FALLBACK_TRANSCRIPT, "bytes_received": 3_000_000}
+    assert await response.json() == {"bytes_received": 3_000_000}
 
 
 async def test_command_line_serves_health():

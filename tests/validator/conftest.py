@@ -91,8 +91,6 @@ def validator_settings(
         "ENVIRONMENT": "test",
         "LB_URL": "http://127.0.0.1:9",  # nothing listens: tests that need it override
         "TASK_TIMEOUT": "2",
-        "RECLAIM_IDLE": "30",
-        "RECLAIM_INTERVAL": "0.2",
         "RETRY_DELAY": "0",
         "BLOCK_TIMEOUT": "0.2",
         "SHUTDOWN_GRACE": "5",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.validator.consumer import HANDED_BACK_IDLE_MS
 from shared import keys
 from shared.store import TaskStore
 from shared.tasks import PRIORITY_ORDER, Priority, Status
@@ -102,7 +103,7 @@ async def test_shutdown_lets_short_tasks_finish(
     assert await stream_state(redis) == (0, 0)
 
 
-async def test_shutdown_releases_what_cannot_finish_in_the_grace(
+async def test_shutdown_hands_back_what_cannot_finish_in_the_grace(
     redis, redis_url, tmp_path, start_miner, validator_wallet
 ):
     slow = await start_miner(0, latency=1.5)
@@ -111,17 +112,25 @@ async def test_shutdown_releases_what_cannot_finish_in_the_grace(
     settings = validator_settings(redis_url, miners_file, shutdown_grace=0.1, task_timeout=3)
     async with running(settings, validator_wallet):
         await eventually(lambda: _active(slow, 2))
-    # Released, not lost: both entries are back in the stream, none is pending.
-    assert await stream_state(redis) == (2, 0)
+    # Handed back, not lost: both entries are still pending, look long idle for the next
+    # sweep, and the hand-back counted no delivery (nor, below, an attempt).
+    assert await stream_state(redis) == (2, 2)
+    pending = await redis.xpending_range(
+        keys.stream(Priority.NORMAL), keys.CONSUMER_GROUP, "-", "+", 10
+    )
+    assert all(p["time_since_delivered"] >= HANDED_BACK_IDLE_MS for p in pending)
+    assert [p["times_delivered"] for p in pending] == [0, 0]
     store = TaskStore(redis, 3600)
     for task in tasks:
         assert (await store.get(task.task_id)).status is Status.PROCESSING
     fast = await start_miner(1)
+    # At the shipped reclaim settings the next replica takes them on its first sweep.
     settings = validator_settings(redis_url, write_miners(tmp_path / "fast.json", [fast]))
     async with running(settings, validator_wallet) as app:
         for task in tasks:
-            assert (await wait_final(redis, task.task_id)).status is Status.COMPLETED
-        assert components(app).metrics.value("validator_reclaims_total", outcome="reclaimed") == 0
+            final = await wait_final(redis, task.task_id)
+            assert (final.status, final.attempts) == (Status.COMPLETED, 1)
+        assert components(app).metrics.value("validator_reclaims_total", outcome="reclaimed") == 2
     assert await stream_state(redis) == (0, 0)
 
 

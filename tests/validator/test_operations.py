@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from devnet.whisperx import create_app as create_whisperx
 from services.lb.app import create_app as create_lb
 from services.lb.settings import LbSettings
-from services.validator.metrics import answer_outcome
+from services.validator.judging import DECLINED
+from services.validator.metrics import DECLINED_KIND, answer_outcome
 from shared import keys, timeline
 from shared.settings import load_settings
 from tests.validator.conftest import (
@@ -137,6 +138,7 @@ async def test_published_keys_expire_when_nobody_refreshes_them(
         ("connection", False, "connection"),
         ("http_500", False, "http_error"),
         ("http_418", False, "http_error"),
+        ("http_422", False, "declined"),
         ("bad_json", False, "bad_answer"),
         ("too_large", False, "bad_answer"),
         ("empty_output", False, "bad_answer"),
@@ -144,6 +146,7 @@ async def test_published_keys_expire_when_nobody_refreshes_them(
 )
 def test_answer_outcomes_are_a_fixed_set_whatever_miners_send(error, usable, outcome):
     assert answer_outcome(error, usable) == outcome
+    assert DECLINED_KIND == DECLINED  # the judging's name for a miner's 422
 
 
 async def test_weight_rounds_are_recorded_for_operators(

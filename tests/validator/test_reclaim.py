@@ -21,13 +21,15 @@ from tests.validator.conftest import (
 
 
 async def take_and_die(redis: Redis, count: int) -> list[str]:
-    """What a replica killed mid-task leaves: entries read, tasks processing, nothing acked."""
+    """What a replica killed mid-attempt leaves: entries read, tasks processing with an
+    attempt counted but never finished, nothing acked."""
     queue = StreamQueue(redis, "dead-replica")
     await queue.ensure_groups()
     store, taken = TaskStore(redis, 3600), []
     for _ in range(count):
         delivery = await queue.take()
         await store.transition(delivery.task_id, Status.PROCESSING, expect=[Status.PENDING])
+        await redis.hincrby(keys.task(delivery.task_id), "attempts", 1)
         taken.append(delivery.entry_id)
     return taken
 
@@ -42,15 +44,13 @@ async def test_entries_of_a_dead_replica_are_reclaimed_and_completed(
     miner = await start_miner(0)
     tasks = [await create_task(redis) for _ in range(2)]
     await take_and_die(redis, 2)
-    settings = validator_settings(
-        redis_url,
-        write_miners(tmp_path / "m.json", [miner]),
-        task_timeout=1,
-        reclaim_idle=1.1,
-    )
+    # The shipped RECLAIM_IDLE and RECLAIM_INTERVAL: taken over about 9 s after the death,
+    # and the attempt the dead replica never finished is not held against the task.
+    settings = validator_settings(redis_url, write_miners(tmp_path / "m.json", [miner]))
     async with running(settings, validator_wallet) as app:
         for task in tasks:
-            assert (await wait_final(redis, task.task_id)).status is Status.COMPLETED
+            final = await wait_final(redis, task.task_id, within=30)
+            assert (final.status, final.attempts) == (Status.COMPLETED, 1)
         assert components(app).metrics.value("validator_reclaims_total", outcome="reclaimed") == 2
     assert await redis.xlen(keys.stream(Priority.NORMAL)) == 0
     assert await pending_count(redis) == 0
@@ -65,11 +65,13 @@ async def test_an_entry_delivered_too_often_is_dead_lettered_and_its_task_failed
     stream = keys.stream(Priority.HIGH)
     for _ in range(2):  # two earlier reclaims that died too
         await redis.xclaim(stream, keys.CONSUMER_GROUP, "dead-replica", 0, [entry])
+    # A short RECLAIM_IDLE (and a heartbeat to match) so the entry idles out within the test.
     settings = validator_settings(
         redis_url,
         write_miners(tmp_path / "m.json", [miner]),
         task_timeout=1,
         reclaim_idle=1.1,
+        heartbeat_interval=0.5,
         max_deliveries=3,
     )
     async with running(settings, validator_wallet) as app:
@@ -91,16 +93,22 @@ async def test_reclaimed_copy_racing_the_original_completes_once(
     slow = await start_miner(0, latency=2.5)
     fast = await start_miner(1)
     task = await create_task(redis)
-    # Replica A is alive but stalled (no heartbeat within the test); replica B believes it
-    # dead once the entry idles past B's RECLAIM_IDLE, and works on the task too.
+    # Replica A is alive but stalled (a 30 s HEARTBEAT_INTERVAL: no beat within the test);
+    # replica B believes it dead once the entry idles past B's short RECLAIM_IDLE, and works
+    # on the task too.
     settings_a = validator_settings(
-        redis_url, write_miners(tmp_path / "a.json", [slow]), task_timeout=4, reclaim_idle=60
+        redis_url,
+        write_miners(tmp_path / "a.json", [slow]),
+        task_timeout=4,
+        reclaim_idle=60,
+        heartbeat_interval=30,
     )
     settings_b = validator_settings(
         redis_url,
         write_miners(tmp_path / "b.json", [fast]),
         task_timeout=1,
         reclaim_idle=1.1,
+        heartbeat_interval=0.5,
         reclaim_interval=0.1,
     )
     async with running(settings_a, validator_wallet) as a:
@@ -133,11 +141,19 @@ async def test_a_live_replica_heartbeats_so_its_long_task_is_not_reclaimed(
     slow = await start_miner(0, latency=2.8)
     task = await create_task(redis)
     miners_file = write_miners(tmp_path / "m.json", [slow])
-    # The worker's attempt lasts 2.8 s and it heartbeats every RECLAIM_IDLE / 3 = 1.03 s;
-    # the watcher takes over entries idle for 1.9 s, which the attempt would outlast.
-    worker_settings = validator_settings(redis_url, miners_file, task_timeout=3, reclaim_idle=3.1)
+    # Scaled down from the defaults (2 s heartbeat, 10 s idle) to keep the test short: the
+    # worker's attempt lasts 2.8 s and it heartbeats every 0.5 s; the watcher takes over
+    # entries idle for 1.9 s, which the attempt would outlast without the heartbeat.
+    worker_settings = validator_settings(
+        redis_url, miners_file, task_timeout=3, heartbeat_interval=0.5
+    )
     watcher_settings = validator_settings(
-        redis_url, miners_file, task_timeout=1, reclaim_idle=1.9, reclaim_interval=0.1
+        redis_url,
+        miners_file,
+        task_timeout=1,
+        reclaim_idle=1.9,
+        heartbeat_interval=0.5,
+        reclaim_interval=0.1,
     )
     async with running(worker_settings, validator_wallet) as worker:
         await eventually(lambda: _active(slow))
@@ -155,3 +171,21 @@ async def _active(miner) -> bool:
 
 async def _finished(app) -> bool:
     return not components(app).pool.tasks
+
+
+async def test_consumer_names_of_long_dead_replicas_are_forgotten(
+    redis, redis_url, tmp_path, validator_wallet
+):
+    await StreamQueue(redis, "dead-replica").ensure_groups()
+    stream = keys.stream(Priority.NORMAL)
+    # "dead-replica" joined the group and holds nothing; "still-holding" holds an entry.
+    await redis.xgroup_createconsumer(stream, keys.CONSUMER_GROUP, "dead-replica")
+    await create_task(redis)
+    await redis.xreadgroup(keys.CONSUMER_GROUP, "still-holding", {stream: ">"}, count=1)
+    settings = validator_settings(redis_url, write_miners(tmp_path / "m.json", []))
+    async with running(settings, validator_wallet, name="live") as app:
+        reclaimer = components(app).reclaimer
+        # Idle for 0 ms or more: every name with nothing pending qualifies.
+        assert await reclaimer.forget_dead_consumers(idle_ms=0) >= 1
+    names = {c["name"] for c in await redis.xinfo_consumers(stream, keys.CONSUMER_GROUP)}
+    assert b"dead-replica" not in names and b"still-holding" in names

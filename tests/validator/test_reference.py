@@ -117,9 +117,12 @@ async def test_tts_round_trip(redis, redis_url, tmp_path, start_miner, validator
     assert len(pipeline.calls) == 2
 
 
-async def test_without_the_pipeline_transcription_falls_back_to_consensus(
+async def test_without_the_pipeline_consensus_ranks_but_accuracy_stays_unknown(
     redis, redis_url, tmp_path, start_miner, validator_wallet
 ):
+    """The lb is unreachable: agreement between answers picks the honest one, but it is no
+    accuracy (miners that fail alike agree too): the result says null and why, and no
+    running score moves."""
     honest = [await start_miner(0, latency=0.3), await start_miner(1, latency=0.3)]
     garbage = await start_miner(2, "garbage")
     task = await create_task(redis, TaskType.TRANSCRIPTION, audio.synthesize(SPOKEN))
@@ -129,9 +132,16 @@ async def test_without_the_pipeline_transcription_falls_back_to_consensus(
     async with running(settings, validator_wallet):
         final = await wait_final(redis, task.task_id)
     assert final.status is Status.COMPLETED
-    assert final.result["miner_uid"] in (0, 1) and final.result["accuracy_score"] == 1.0
+    assert final.result["miner_uid"] in (0, 1) and final.result["accuracy_score"] is None
+    reason = final.result["accuracy_reason"]
+    assert reason.startswith("no reference transcript: the WhisperX pipeline is unreachable")
+    assert reason.endswith("ranked by agreement with the other miners' answers")
     [record] = await attempts(redis, task.task_id)
-    assert {r["uid"]: r["accuracy"] for r in record["responses"]}[2] == 0.0
+    by_uid = {r["uid"]: r for r in record["responses"]}
+    assert [by_uid[uid]["agreement"] for uid in (0, 1, 2)] == [1.0, 1.0, 0.0]
+    assert {r["accuracy"] for r in by_uid.values()} == {None}
+    assert by_uid[2]["problem"] == "agrees_with_no_other_answer"
+    assert await redis.hgetall(keys.MINER_SCORES) == {}
 
 
 async def test_summaries_scored_by_rouge_l_against_a_reference_summarizer(

@@ -15,6 +15,7 @@ from services.validator.miners import Miner
 from services.validator.minerstats import MinerState
 from services.validator.selection import SelectionPolicy, choose
 from services.validator.weights import compute_weights
+from shared.tasks import SHORT_TEXT_WORDS
 from tests.validator.conftest import ARTICLE
 
 TEXT = "please transcribe this short sentence about the weather"
@@ -145,3 +146,11 @@ def test_weights_follow_running_scores():
     weights = compute_weights(pool, {"hk0": 0.6, "hk1": 0.2, "hk9": 1.0})
     assert weights == pytest.approx({0: 0.75, 1: 0.25, 2: 0.0})
     assert compute_weights(pool, {}) == {}
+
+
+def test_texts_of_at_most_short_text_words_are_too_short_to_summarize():
+    assert scoring.too_short_to_summarize("Long article text here...")
+    twenty = " ".join(f"word{i}." for i in range(SHORT_TEXT_WORDS))
+    assert scoring.too_short_to_summarize(twenty)
+    assert not scoring.too_short_to_summarize(twenty + " one more")
+    assert not scoring.too_short_to_summarize(ARTICLE)

@@ -85,9 +85,11 @@ async def test_waits_for_redis_at_start_and_rides_out_an_outage(
         server.stop()
 
 
-def test_reclaim_idle_must_exceed_the_longest_attempt(redis_url):
-    with pytest.raises(SettingsError, match=r"^RECLAIM_IDLE: must exceed TASK_TIMEOUT"):
-        validator_settings(redis_url, None, task_timeout=30, reclaim_idle=20)
+def test_heartbeat_must_be_at_most_half_the_reclaim_idle_time(redis_url):
+    with pytest.raises(SettingsError, match=r"^HEARTBEAT_INTERVAL: must be at most half"):
+        validator_settings(redis_url, None, heartbeat_interval=5, reclaim_idle=8)
+    # Decoupled from TASK_TIMEOUT: a 10 minute attempt needs no longer RECLAIM_IDLE.
+    assert validator_settings(redis_url, None, task_timeout=600).reclaim_idle == 8.0
 
 
 async def run_validator(env: dict[str, str]) -> tuple[int, list[str]]:
