@@ -11,14 +11,17 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
 
 from devnet.whisperx import create_app as create_whisperx
 from services.lb.app import create_app as create_lb
 from services.lb.settings import LbSettings
+from services.validator.http import LIVENESS
 from services.validator.judging import DECLINED
 from services.validator.metrics import DECLINED_KIND, answer_outcome
 from shared import keys, timeline
 from shared.settings import load_settings
+from tests.fullredis import fill, full_redis_server, make_room, reset
 from tests.validator.conftest import (
     components,
     create_task,
@@ -169,3 +172,33 @@ async def test_weight_rounds_are_recorded_for_operators(
     assert logged[b"outcome"] == b"logged" and logged[b"mode"] == b"static"
     assert logged[b"uids"] == b"1" and float(logged[b"set_at"]) >= float(logged[b"since"])
     assert logged[b"since"] == skipped[b"since"]  # kept from the first round on
+
+
+async def test_a_full_redis_skips_operator_rounds_and_the_loop_lives_on(
+    tmp_path, start_miner, validator_wallet
+):
+    server = full_redis_server(tmp_path / "full-redis").start()
+    small = Redis.from_url(server.url)
+    try:
+        await reset(small)
+        miner = await start_miner(0)
+        settings = validator_settings(server.url, write_miners(tmp_path / "m.json", [miner]))
+        await fill(small)  # before the replica starts: its first publications are refused
+        async with running(settings, validator_wallet, name="replica-full") as app:
+            metrics = components(app).metrics
+            await eventually(
+                lambda: _async(metrics.value("validator_storage_full_total", loop="operations")),
+                within=30,
+            )
+            assert await small.get(keys.OPS_MINERS) is None
+            assert "operations" not in app[LIVENESS].dead()
+            await make_room(small)
+            registry = await eventually(lambda: small.get(keys.OPS_MINERS), within=30)
+        assert json.loads(registry)[0]["hotkey"] == miner.hotkey
+    finally:
+        await small.aclose()
+        server.stop()
+
+
+async def _async(value: float) -> float:
+    return value
