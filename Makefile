@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format install clean bench chaos
+.PHONY: run test lint format install clean bench chaos tools
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ not found (tried python3, python3.13, python3.12, python3.11)"; exit 1; }
@@ -22,10 +22,23 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m devnet
 
+## Debian packages the tests drive, installed where missing: promtool (package prometheus,
+## without its recommended exporters) for the alert rules, chromium and chromium-driver for
+## the dashboard in a real browser. Where apt-get cannot install them, those tests skip and
+## say why.
+tools:
+	@command -v promtool >/dev/null || ! command -v apt-get >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; } || \
+		echo "promtool could not be installed: the alert-rule tests will skip"
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		! command -v apt-get >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver; } || \
+		echo "chromium could not be installed: the browser test will skip"
+
 ## Lint, then the whole test suite against real Redis and real HTTP servers on loopback.
 ## espeak-ng gives the end-to-end tests real speech; where apt-get cannot install it they say
 ## so and use a WAV without the embedded transcript, the same case for the devnet.
-test: $(STAMP)
+test: $(STAMP) tools
 	@command -v espeak-ng >/dev/null || ! command -v apt-get >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; } || \
 		echo "espeak-ng could not be installed: tests/e2e/test_as_shipped.py uses devnet.audio"

@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\nGateway API   http://127.0.0.1:{ports.gateway}/api/v1/health"
             f"\nAPI docs      http://127.0.0.1:{ports.gateway}/api/v1/docs"
+            f"\nDashboard     http://127.0.0.1:{ports.gateway}/dashboard"
             f"\nLoad balancer http://127.0.0.1:{ports.lb}/health"
             f"\nValidator     http://127.0.0.1:{ports.validator}/health"
             f"\nLogs          {stack.var / 'logs'}\nCtrl-C stops everything.\n",

@@ -131,3 +131,27 @@ def output_blob(task_id: str, token: str) -> str:
 def blob_task_id(name: str) -> str:
     """The task id in an input or output blob name."""
     return name.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+# Operator state (the gateway's /dashboard and its admin endpoints read these). Validators
+# publish what only they know (their miner list, the lb's health, their own work) under
+# keys that expire when nobody refreshes them, so the page is right whichever replicas run.
+OPS_MINERS = f"{PREFIX}:ops:miners"  # JSON list of {uid, hotkey, stake}, the miner registry
+OPS_LB = f"{PREFIX}:ops:lb"  # JSON: the lb's GET /health answer, or why it was unreachable
+OPS_VALIDATORS = f"{PREFIX}:ops:validators"  # zset consumer name -> unix time last seen
+WEIGHTS_LAST = f"{PREFIX}:weights:last"  # hash: since, set_at, mode, round_at, outcome, ...
+
+
+def ops_validator(consumer: str) -> str:
+    """JSON of one validator replica's live figures (slots, tasks and miners in flight)."""
+    return f"{PREFIX}:ops:validator:{consumer}"
+
+
+def ops_timeline(bucket: int) -> str:
+    """Hash of the tasks that reached a final status in one time bucket (shared.timeline)."""
+    return f"{PREFIX}:ops:timeline:{bucket}"
+
+
+def miner_latencies(hotkey: str) -> str:
+    """List of one miner's recent answer latencies (seconds), newest first."""
+    return f"{PREFIX}:miner:{hotkey}:latency"

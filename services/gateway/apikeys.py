@@ -41,6 +41,7 @@ class ApiKey:
     created_at: float
     rate: str | None = None  # its own limits, in the RATE_LIMITS syntax
     revoked_at: float | None = None
+    admin: bool = False  # may also open /dashboard and the admin endpoints
 
     @property
     def identity(self) -> str:
@@ -59,6 +60,7 @@ class ApiKey:
             created_at=float(d["created_at"]),
             rate=d.get("rate") or None,
             revoked_at=float(d["revoked_at"]) if d.get("revoked_at") else None,
+            admin=d.get("admin") == "1",
         )
 
 
@@ -79,14 +81,19 @@ class ApiKeys:
         self.redis = redis
         self._create = redis.register_script(_CREATE)
 
-    async def create(self, name: str, rate: str | None = None) -> tuple[ApiKey, str]:
-        """Store a new key; returns its record and the full key (shown once)."""
+    async def create(
+        self, name: str, rate: str | None = None, *, admin: bool = False
+    ) -> tuple[ApiKey, str]:
+        """Store a new key (an operator's with ``admin``); returns its record and the full
+        key (shown once)."""
         while True:
             prefix, key = generate()
-            record = ApiKey(prefix=prefix, name=name, created_at=now(), rate=rate)
+            record = ApiKey(prefix=prefix, name=name, created_at=now(), rate=rate, admin=admin)
             fields = {"prefix": prefix, "name": name, "created_at": repr(record.created_at)}
             if rate:
                 fields["rate"] = rate
+            if admin:
+                fields["admin"] = "1"
             flat = [item for pair in fields.items() for item in pair]
             stored = await self._create(
                 keys=[keys.API_KEYS, keys.api_key(digest(key))],

@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from services.gateway.admin import setup_admin
 from services.gateway.apikeys import ApiKeys
 from services.gateway.auth import auth_middleware
 from services.gateway.cors import setup_cors
@@ -102,6 +103,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.cleanup_ctx.append(blob_store_ctx(settings))
     app.cleanup_ctx.append(redis_pool)
     add_routes(app)
+    setup_admin(app)
     spec = build_spec(app)
     document(spec, app, settings)
     app[OPENAPI_SPEC] = spec

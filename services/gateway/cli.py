@@ -3,7 +3,7 @@
 With no subcommand (or ``serve``) the gateway serves. ``keys`` manages API keys in the
 Redis the settings point at (REDIS_URL...):
 
-    python -m services.gateway keys create --name NAME [--rate 60/min]
+    python -m services.gateway keys create --name NAME [--rate 60/min] [--admin]
     python -m services.gateway keys list
     python -m services.gateway keys revoke PREFIX
 
@@ -86,7 +86,12 @@ def parser() -> argparse.ArgumentParser:
         help="the key's own limits, e.g. 60/min (every group) or submit=10/min,read=off; "
         "default: RATE_LIMITS",
     )
-    keys.add_parser("list", help="list keys: prefix, name, rate, created, status")
+    create.add_argument(
+        "--admin",
+        action="store_true",
+        help="an operator's key: also opens /dashboard and /api/v1/admin/* (docs/operations.md)",
+    )
+    keys.add_parser("list", help="list keys: prefix, name, rate, created, status, role")
     revoke = keys.add_parser("revoke", help="revoke a key at once, on every replica")
     revoke.add_argument("prefix", help="the key's prefix, as keys list shows it (ak_...)")
     return top
@@ -94,7 +99,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _row(key: ApiKey) -> str:
     status = f"revoked {iso(key.revoked_at)}" if key.revoked else "active"
-    return f"{key.prefix}\t{key.name}\t{key.rate or '-'}\t{iso(key.created_at)}\t{status}"
+    role = "admin" if key.admin else "client"
+    return f"{key.prefix}\t{key.name}\t{key.rate or '-'}\t{iso(key.created_at)}\t{status}\t{role}"
 
 
 async def run_keys(args: argparse.Namespace, settings: GatewaySettings) -> int:
@@ -102,15 +108,16 @@ async def run_keys(args: argparse.Namespace, settings: GatewaySettings) -> int:
     try:
         registry = ApiKeys(redis)
         if args.action == "create":
-            record, key = await registry.create(args.name, args.rate)
+            record, key = await registry.create(args.name, args.rate, admin=args.admin)
             print(key)
+            role = " admin key" if record.admin else ""
             print(
-                f"created {record.prefix} ({record.name}); the key above is shown only once",
+                f"created{role} {record.prefix} ({record.name}); the key above is shown only once",
                 file=sys.stderr,
             )
             return 0
         if args.action == "list":
-            print("PREFIX\tNAME\tRATE\tCREATED\tSTATUS")
+            print("PREFIX\tNAME\tRATE\tCREATED\tSTATUS\tROLE")
             for record in await registry.all():
                 print(_row(record))
             return 0

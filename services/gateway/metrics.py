@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Iterable
 
 import structlog
 from aiohttp import web
@@ -26,6 +27,7 @@ from redis.exceptions import RedisError
 from services.gateway.openapi import operation
 from services.gateway.state import SETTINGS, STORE
 from shared.http import route_name
+from shared.queues import QueueFigures
 
 log = structlog.get_logger("gateway.metrics")
 
@@ -148,3 +150,47 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
         for status, count in counts.items():
             metrics.tasks.labels(status).set(count)
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+# --------------------------------------------------------------------------- operators
+# Queue depth and age (docs/operations.md), refreshed by a periodic collector
+# (services.gateway.admin.collector) rather than per request or per scrape: every replica
+# reads the same streams, so the figures agree whichever replica Prometheus scrapes.
+
+#: ``state`` label: waiting (no validator took the entry yet) or in_flight.
+QUEUE_STATES = ("waiting", "in_flight")
+
+
+class QueueGauges:
+    """Per-priority queue depth and oldest-entry age, in the gateway's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.depth = Gauge(
+            "gateway_queue_depth",
+            "Entries per priority stream, by state: waiting for a validator or in flight",
+            ["priority", "state"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.oldest_age = Gauge(
+            "gateway_queue_oldest_age_seconds",
+            "Seconds the oldest entry per priority and state has been queued (0 when none)",
+            ["priority", "state"],
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.updated = Gauge(
+            "gateway_queue_metrics_updated_timestamp_seconds",
+            "Unix time the queue gauges were last read from Redis",
+            registry=registry,
+            multiprocess_mode="max",
+        )
+
+    def show(self, figures: Iterable[QueueFigures], at: float) -> None:
+        for f in figures:
+            p = f.priority.value
+            self.depth.labels(p, "waiting").set(f.waiting)
+            self.depth.labels(p, "in_flight").set(f.in_flight)
+            self.oldest_age.labels(p, "waiting").set(f.oldest_waiting or 0.0)
+            self.oldest_age.labels(p, "in_flight").set(f.oldest_in_flight or 0.0)
+        self.updated.set(at)

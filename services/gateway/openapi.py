@@ -50,6 +50,17 @@ def operation(summary: str, *, tags: list[str], **fields: Any) -> Callable[[H], 
     return attach
 
 
+#: The mark of an operator route (the dashboard, /api/v1/admin/*): left out of the public
+#: API document on purpose; docs/operations.md describes those routes.
+INTERNAL: dict[str, Any] = {}
+
+
+def internal(handler: H) -> H:
+    """Mark ``handler`` as an operator route, not part of the public API document."""
+    setattr(handler, OPERATION_ATTR, INTERNAL)
+    return handler
+
+
 def build_spec(app: web.Application) -> dict[str, Any]:
     """The OpenAPI 3.0 document for every route of ``app`` (HEAD twins left out)."""
     spec = APISpec(
@@ -64,6 +75,8 @@ def build_spec(app: web.Application) -> dict[str, Any]:
         if route.method == "HEAD":
             continue
         op = getattr(route.handler, OPERATION_ATTR, None)
+        if op is INTERNAL:
+            continue
         if op is None:
             raise RuntimeError(f"{route.method} {route.resource.canonical} has no operation")
         op = {**op, "responses": {**op["responses"], "default": error_response("an error")}}

@@ -167,6 +167,11 @@ class GatewaySettings(RedisSettings, BlobSettings):
         "seconds a connection may wait for a complete request head (first or next keep-alive "
         "request) before it is closed",
     )
+    queue_metrics_interval: float = setting(
+        _seconds(),
+        5.0,
+        "seconds between reads of queue depth and oldest age for /metrics (docs/operations.md)",
+    )
 
     def check(self) -> None:
         """Cross-field rules that one field's validator cannot see."""

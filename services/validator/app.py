@@ -19,7 +19,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from services.validator import netstats
+from services.validator import netstats, operations
 from services.validator.client import MinerClient
 from services.validator.consumer import Consumer, StreamQueue, WorkPool
 from services.validator.http import COMPONENTS, LIVENESS, ROUTES, Liveness
@@ -248,6 +248,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
             settings.netstats_interval,
             stop,
         ),
+        "operations": operations.run(c, app[CONSUMER_NAME], stop),
     }
     liveness = app[LIVENESS]
     for name, coro in loops.items():

@@ -14,6 +14,9 @@ from redis.asyncio import Redis
 
 from shared import keys
 
+#: Latency samples kept per miner (keys.miner_latencies), for the dashboard's median.
+LATENCIES_KEPT = 100
+
 # KEYS: scores hash. ARGV: alpha, then hotkey, score pairs. First score sets the average.
 _UPDATE_SCORES = """
 local alpha = tonumber(ARGV[1])
@@ -45,11 +48,19 @@ class MinerStats:
         self.alpha = alpha
         self._update = redis.register_script(_UPDATE_SCORES)
 
-    async def record(self, outcomes: dict[str, tuple[bool, float | None]]) -> None:
-        """Record one attempt: hotkey -> (answered, combined score or None if unjudged)."""
+    async def record(
+        self,
+        outcomes: dict[str, tuple[bool, float | None]],
+        latencies: dict[str, float] | None = None,
+    ) -> None:
+        """Record one attempt: hotkey -> (answered, combined score or None if unjudged),
+        and the answers' latencies (seconds) for the dashboard's per-miner median."""
         now = time.time()
         pairs: list[str | float] = []
         async with self.redis.pipeline(transaction=False) as pipe:
+            for hotkey, seconds in (latencies or {}).items():
+                pipe.lpush(keys.miner_latencies(hotkey), round(seconds, 4))
+                pipe.ltrim(keys.miner_latencies(hotkey), 0, LATENCIES_KEPT - 1)
             for hotkey, (answered, score) in outcomes.items():
                 key = keys.miner_stats(hotkey)
                 pipe.hincrby(key, "tries", 1)

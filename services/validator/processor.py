@@ -36,7 +36,7 @@ from services.validator.reference import Reference, ReferenceClient
 from services.validator.settings import ValidatorSettings
 from services.validator.tasktypes import TASK_TYPES, TaskSpec
 from services.validator.webhooks import Webhooks, webhook_output
-from shared import keys
+from shared import keys, timeline
 from shared.blobs import BlobUnavailable
 from shared.logging import get_logger
 from shared.store import TaskStore
@@ -148,6 +148,7 @@ class Processor:
                     break
                 try:
                     attempt = await self.redis.hincrby(keys.task(task.task_id), "attempts", 1)
+                    task.attempts = attempt
                     best = await self._attempt(
                         task, spec, request, data, reference, attempt, asked, failures, chosen
                     )
@@ -225,7 +226,9 @@ class Processor:
         failures.update(s.judged.problem or "scored 0" for s in scored if not s.usable)
         usable = [s for s in scored if s.usable]
         best = max(usable, key=lambda s: s.score) if usable else None
-        await self.stats.record(stats_outcomes(responses, scored, ref))
+        self.metrics.ops.answered(responses, {s.response.miner.hotkey for s in usable})
+        latencies = {r.miner.hotkey: r.latency for r in responses if r.ok}
+        await self.stats.record(stats_outcomes(responses, scored, ref), latencies)
         record = attempt_record(attempt, self.queue.consumer, started, responses, scored, best)
         await self.redis.rpush(keys.task_attempts(task.task_id), json.dumps(record))
         outcome = "won" if best else "no_usable_answer"
@@ -284,12 +287,14 @@ class Processor:
             self.metrics.tasks.labels(task.task_type.value, "lost_race").inc()
             log.info("task_already_final", task_id=task.task_id)
             return False
-        # Counted first: a full Redis refusing the sample below, or a kill, must not hide
+        # Counted first: a full Redis refusing the samples below, or a kill, must not hide
         # the completion.
         self.metrics.tasks.labels(task.task_type.value, "completed").inc()
+        finished = self.metrics.ops.finished(task, Status.COMPLETED)
         log.info("task_completed", task_id=task.task_id, **result)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.lpush(keys.durations(task.task_type.value), time.time() - task.created_at)
+            timeline.record(pipe, Status.COMPLETED, task.created_at, finished)
+            pipe.lpush(keys.durations(task.task_type.value), finished - task.created_at)
             pipe.ltrim(keys.durations(task.task_type.value), 0, DURATIONS_KEPT - 1)
             await pipe.execute()
         await self._finished(task)
@@ -305,8 +310,10 @@ class Processor:
         )
         if moved:
             self.metrics.tasks.labels(task.task_type.value, "failed").inc()
+            self.metrics.ops.finished(task, Status.FAILED)
             log.info("task_failed", task_id=task.task_id, reason=reason)
             await self._finished(task)
+            await timeline.count(self.redis, Status.FAILED, task.created_at)
         return moved
 
     async def abandon(self, delivery: Delivery, deliveries: int) -> None:

@@ -136,6 +136,11 @@ class ValidatorSettings(RedisSettings, ChainSettings, BlobSettings, RetentionSet
     netstats_interval: float = setting(
         _seconds(0.1), 15.0, "seconds between network statistics published for the gateway"
     )
+    ops_interval: float = setting(
+        _seconds(0.1),
+        5.0,
+        "seconds between rounds of operator state (dashboard data, shared gauges)",
+    )
 
     @property
     def chain_mode(self) -> bool:

@@ -7,6 +7,7 @@ weights; the others skip that round. In static mode the weights are computed and
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import bittensor as bt
@@ -71,19 +72,52 @@ class WeightSetter:
         if not weights:
             self.metrics.weights_set.labels("skipped_empty").inc()
             log.info("weights_skipped", reason="no scored miners")
+            await self.note("skipped_empty")
             return None
         uids, values = list(weights), list(weights.values())
         if self.chain is None:
             log.info("weights_computed", mode="static", uids=uids, weights=_rounded(values))
             self.metrics.weights_set.labels("logged").inc()
+            await self.note("logged", len(uids))
             return weights
         await self.chain.set_weights(self.netuid, uids, values, self.wallet)
         log.info("weights_set", netuid=self.netuid, uids=uids, weights=_rounded(values))
         self.metrics.weights_set.labels("set").inc()
+        await self.note("set", len(uids))
         return weights
+
+    async def note(self, outcome: str, uids: int = 0) -> None:
+        """Record the round in keys.WEIGHTS_LAST for operators (the dashboard, the
+        validator_weights_last_set_timestamp_seconds gauge): every round's outcome, and
+        for a success (set, or logged in static mode) its time, mode and miner count."""
+        now = repr(time.time())
+        fields = {"round_at": now, "outcome": outcome, "by": self.owner}
+        fields["interval"] = repr(self.interval)
+        if outcome in ("set", "logged"):
+            fields |= {"set_at": now, "mode": "chain" if self.chain else "static"}
+            fields["uids"] = str(uids)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(keys.WEIGHTS_LAST, "since", now)
+            pipe.hset(keys.WEIGHTS_LAST, mapping=fields)
+            await pipe.execute()
+
+    async def started(self) -> None:
+        """Mark when the first validator began setting weights (kept across restarts), the
+        reference time of the "weights not set" alert until a first success."""
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(keys.WEIGHTS_LAST, "since", repr(time.time()))
+                pipe.hset(keys.WEIGHTS_LAST, "interval", repr(self.interval))
+                await pipe.execute()
+        except REDIS_DOWN_ERRORS as exc:
+            log.warning("weights_redis_unavailable", error=str(exc))
+        except RedisError as exc:
+            if not refused(exc, "weights", self.metrics):
+                raise
 
     async def run(self, stop: asyncio.Event) -> None:
         """A round every WEIGHTS_INTERVAL until ``stop``; failures wait for the next round."""
+        await self.started()
         async for _ in every(self.interval, stop):
             try:
                 await self.tick()
@@ -95,6 +129,13 @@ class WeightSetter:
             except (bt.BittensorError, TimeoutError, OSError) as exc:
                 self.metrics.weights_set.labels("failed").inc()
                 log.error("weights_failed", error=repr(exc))
+                try:
+                    await self.note("failed")
+                except REDIS_DOWN_ERRORS as exc:
+                    log.warning("weights_redis_unavailable", error=str(exc))
+                except RedisError as exc:
+                    if not refused(exc, "weights", self.metrics):
+                        raise
 
 
 def _rounded(values: list[float]) -> list[float]:

@@ -96,13 +96,20 @@ def test_app_services_read_settings_from_the_env_file_and_run_hardened() -> None
         assert "profiles" not in service, name
 
 
-def test_devnet_profile_holds_exactly_the_simulators() -> None:
+MONITORING = {"prometheus", "grafana"}
+
+
+def test_devnet_profile_holds_exactly_the_simulators_and_the_monitoring() -> None:
     services = load_compose()["services"]
     devnet = {name for name, s in services.items() if "devnet" in (s.get("profiles") or [])}
-    assert devnet == {name for name in services if name.startswith(("miner-", "whisperx-"))} | {
-        "devnet-init"
-    }
-    assert all(services[n]["build"]["target"] == "devnet" for n in devnet)
+    simulators = {name for name in services if name.startswith(("miner-", "whisperx-"))}
+    assert devnet == simulators | {"devnet-init"} | MONITORING
+    assert all(services[n]["build"]["target"] == "devnet" for n in devnet - MONITORING)
+    # Prometheus and Grafana: pinned upstream images, also alone in the monitoring profile.
+    for name in MONITORING:
+        assert services[name]["profiles"] == ["devnet", "monitoring"], name
+        tag = services[name]["image"].partition(":")[2]
+        assert tag and tag != "latest" and "build" not in services[name], name
 
 
 def _option(command: list[str], name: str) -> str:

@@ -31,9 +31,10 @@ def test_create_list_revoke(cli_env, capsys):
 
     assert main(["keys", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split("\t") == ["PREFIX", "NAME", "RATE", "CREATED", "STATUS"]
+    assert lines[0].split("\t") == ["PREFIX", "NAME", "RATE", "CREATED", "STATUS", "ROLE"]
     row = lines[1].split("\t")
     assert (row[0], row[1], row[2], row[4]) == (prefix, "ci bot", "submit=10/min", "active")
+    assert row[5] == "client"
     assert key not in "\n".join(lines)
 
     assert main(["keys", "revoke", prefix]) == 0
@@ -42,6 +43,31 @@ def test_create_list_revoke(cli_env, capsys):
     assert capsys.readouterr().out.splitlines()[1].split("\t")[4].startswith("revoked ")
     assert main(["keys", "revoke", "ak_ffffffff"]) == 1
     assert "no key with prefix" in capsys.readouterr().err
+
+
+def test_create_admin_lists_the_key_as_admin(cli_env, capsys):
+    assert main(["keys", "create", "--name", "on call", "--admin"]) == 0
+    assert "created admin key" in capsys.readouterr().err
+    main(["keys", "list"])
+    row = capsys.readouterr().out.splitlines()[1].split("\t")
+    assert (row[1], row[4], row[5]) == ("on call", "active", "admin")
+
+
+async def test_the_module_creates_an_admin_key_that_opens_the_dashboard(
+    make_gateway, redis, redis_url
+):
+    proc = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "services.gateway", "keys", "create", "--name", "ops", "--admin"),
+        env={**os.environ, "PYTHONPATH": str(REPO), "REDIS_URL": redis_url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    client = await make_gateway(api_keys_required="true")
+    headers = {"Authorization": f"Bearer {out.decode().strip()}"}
+    assert (await client.get("/api/v1/admin/overview", headers=headers)).status == 200
+    assert (await client.get("/api/v1/admin/overview")).status == 401
 
 
 @pytest.mark.parametrize(
