@@ -13,6 +13,7 @@ from devnet.sentinel import SentinelGroup
 from devnet.wallets import ensure_wallet
 from shared.settings import RedisSettings, load_settings
 from tests.blobstores import BACKENDS, Backend, MotoServer, make_backend, moto_server
+from tests.fullredis import full_redis_server, reset
 
 
 @pytest.fixture(scope="session")
@@ -90,3 +91,20 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     store = await make_backend(request.param, tmp_path, moto)
     yield store
     await store.store.close()
+
+
+@pytest.fixture(scope="module")
+def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server at a small maxmemory with noeviction (tests/fullredis.py)."""
+    server = full_redis_server(tmp_path_factory.mktemp("full-redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def small(full_server: RedisServer) -> AsyncIterator[Redis]:
+    """A client on the small Redis, emptied and back at its MAXMEMORY limit."""
+    client = Redis.from_url(full_server.url)
+    await reset(client)
+    yield client
+    await client.aclose()

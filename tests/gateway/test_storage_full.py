@@ -5,15 +5,12 @@ shows the memory figures, and the CLI says why it cannot create a key."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from redis.asyncio import Redis
 
-from devnet.redis_server import RedisServer
 from services.gateway.cli import main
 from shared import keys
-from tests.fullredis import fill, full_redis_server, make_room, reset, snapshot
+from tests.fullredis import fill, make_room, snapshot
 
 from .conftest import audio_form
 
@@ -24,21 +21,6 @@ SUBMISSIONS = {
     "summarization": {"json": {"text": "Long article text here...", "source_language": "en"}},
     "transcription": None,  # multipart, built per request (a form is sent once)
 }
-
-
-@pytest.fixture(scope="module")
-def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = full_redis_server(tmp_path_factory.mktemp("full-redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def small(full_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(full_server.url)
-    await reset(client)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -3,34 +3,14 @@ script stores nothing, and the memory figures health reports are right."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from devnet.redis_server import RedisServer
 from shared import keys
 from shared.redis import memory_use, storage_full
 from shared.store import Guard, Probe, TaskStore
 from shared.tasks import Priority, Task, TaskType, new_task_id
-from tests.fullredis import MAXMEMORY, fill, full_redis_server, make_room, reset, snapshot
-
-
-@pytest.fixture(scope="module")
-def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = full_redis_server(tmp_path_factory.mktemp("full-redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def small(full_server: RedisServer) -> AsyncIterator[Redis]:
-    """A client on the small Redis, emptied and back at its MAXMEMORY limit."""
-    client = Redis.from_url(full_server.url)
-    await reset(client)
-    yield client
-    await client.aclose()
+from tests.fullredis import MAXMEMORY, fill, make_room, snapshot
 
 
 def _task(owner: str | None = "key:ak_12345678") -> Task:

@@ -3,20 +3,17 @@ its entry held and heartbeated, never failed, and completes once Redis has room 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import aiohttp
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from devnet.redis_server import RedisServer
 from services.validator.consumer import HANDED_BACK_IDLE_MS, StreamQueue
 from shared import keys
 from shared.redis import storage_full
 from shared.store import TaskStore
 from shared.tasks import Priority, Status
-from tests.fullredis import fill, full_redis_server, make_room, reset
+from tests.fullredis import fill, make_room
 from tests.validator.conftest import (
     components,
     create_task,
@@ -26,21 +23,6 @@ from tests.validator.conftest import (
     wait_final,
     write_miners,
 )
-
-
-@pytest.fixture(scope="module")
-def full_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = full_redis_server(tmp_path_factory.mktemp("full-redis")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def small(full_server: RedisServer) -> AsyncIterator[Redis]:
-    client = Redis.from_url(full_server.url)
-    await reset(client)
-    yield client
-    await client.aclose()
 
 
 async def test_holding_and_finishing_an_entry_needs_no_memory(small):
