@@ -5,8 +5,11 @@ polling where the stream is refused."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,8 @@ from devnet.audio import embedded_text
 from devnet.redis_server import free_port
 from devnet.stack import Stack
 from tests.client.proxy import Proxy
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_each_kind_of_task_to_its_typed_result(url: str, speech: Path) -> None:
@@ -148,3 +153,17 @@ def test_wait_reconnects_with_last_event_id(stack: Stack, validator_stopped: Non
     first, second = proxy.events_heads()
     assert "last-event-id" not in first.lower()
     assert f"last-event-id: {first_id.lower()}\r\n" in second.lower()
+
+
+def test_the_package_needs_nothing_of_the_server() -> None:
+    """``pip install ./clients/python`` brings httpx and httpx-sse only, and the library
+    and CLI import none of the server's packages."""
+    project = tomllib.loads((ROOT / "clients" / "python" / "pyproject.toml").read_text())
+    names = {re.split(r"[<>=\[; ]", dep)[0] for dep in project["project"]["dependencies"]}
+    assert names == {"httpx", "httpx-sse"}
+    code = "import sys, audio_client.cli; print(' '.join(sorted(sys.modules)))"
+    run = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    top = {name.split(".")[0] for name in run.stdout.split()}
+    server = {"shared", "services", "devnet", "aiohttp", "redis", "marshmallow", "bittensor"}
+    assert top & server == set()
