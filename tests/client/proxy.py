@@ -17,6 +17,8 @@ import asyncio
 import re
 import threading
 
+#: The blank line that ends an event, in any of the line endings SSE allows.
+EVENT_END = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 NOT_FOUND = b'{"error": {"code": "not_found", "message": "no route", "field": null}}'
 
 
@@ -116,15 +118,15 @@ class Proxy:
             seen += chunk
             _, sep, body = seen.partition(b"\r\n\r\n")
             start = 0
-            while sep and (end := body.find(b"\n\n", start)) >= 0:
-                if b"data:" in body[start:end]:
+            while sep and (blank := EVENT_END.search(body, start)):
+                if b"data:" in body[start : blank.start()]:
                     # Up to the end of the first event (not a comment), then the
                     # connection goes down.
-                    sink.write(seen[: len(seen) - len(body) + end + 2])
+                    sink.write(seen[: len(seen) - len(body) + blank.end()])
                     await sink.drain()
-                    self.cut_events.append(body[start : end + 2].decode("utf-8", "replace"))
+                    self.cut_events.append(body[start : blank.end()].decode("utf-8", "replace"))
                     return
-                start = end + 2
+                start = blank.end()
 
 
 async def _copy(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
