@@ -47,15 +47,25 @@ class Proxy:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     def _run(self) -> None:
-        server = self._loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
+        start = asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = self._loop.run_until_complete(start)
+        self.port = self._server.sockets[0].getsockname()[1]
         self._ready.set()
         self._loop.run_forever()
-        server.close()
+
+    async def _shutdown(self) -> None:
+        """Close the listener and every connection still open."""
+        self._server.close()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
@@ -64,11 +74,14 @@ class Proxy:
             asyncio.ensure_future(self._requests(reader, writer, up_writer, cut)),
             asyncio.ensure_future(self._answers(up_reader, writer, cut)),
         ]
-        await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
-        for task in both:
-            task.cancel()
-        for w in (writer, up_writer):
-            w.close()
+        try:
+            await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in both:
+                task.cancel()
+            await asyncio.gather(*both, return_exceptions=True)
+            for w in (writer, up_writer):
+                w.close()
 
     async def _requests(
         self,
