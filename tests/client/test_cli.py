@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from audio_client import Client
@@ -24,6 +27,43 @@ def test_transcribe_wait_prints_the_transcript(url: str, speech: Path) -> None:
     assert run.stdout == "hello from the subnet\n"
     # Not a terminal: one progress line per new state, on stderr.
     assert " completed attempts=1 elapsed=" in run.stderr
+
+
+def test_wait_on_a_terminal_redraws_one_progress_line(url: str, speech: Path) -> None:
+    controller, terminal = pty.openpty()
+    drawn = bytearray()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the terminal's last holder closed it
+                return
+            if not chunk:
+                return
+            drawn.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    run = subprocess.run(
+        [CLI, "--url", url, "transcribe", str(speech), "--wait"],
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+        env=BASE_ENV,
+        timeout=90,
+    )
+    os.close(terminal)
+    reader.join(10)
+    os.close(controller)
+    assert run.returncode == 0
+    assert run.stdout == "hello from the subnet\n"
+    screen = drawn.decode()
+    # Redrawn in place (carriage return, erase line), never one line per state.
+    line = r"\r\x1b\[K[0-9a-f-]{36} (waiting|pending|processing|completed) attempts=\d+ elapsed="
+    assert re.search(line, screen), screen
+    assert not re.search(r"elapsed=[\d.]+s\r?\n", screen), screen
+    assert " completed: miner " in screen
 
 
 def test_tts_writes_the_wav(url: str, tmp_path: Path) -> None:

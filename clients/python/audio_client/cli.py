@@ -18,7 +18,7 @@ from pathlib import Path
 from audio_client import output
 from audio_client.client import DEFAULT_URL, Client
 from audio_client.errors import AudioClientError, Conflict, WaitTimeout
-from audio_client.models import PRIORITIES, STATUSES, Task
+from audio_client.models import PRIORITIES, STATUSES, Submission, Task
 from audio_client.progress import Progress
 
 URL_ENV = "AUDIO_API_URL"
@@ -104,7 +104,11 @@ def _watch(client: Client, args: argparse.Namespace, as_json: bool) -> int:
 
 
 def _submitted(
-    client: Client, sub, args: argparse.Namespace, as_json: bool, save_to: str | None = None
+    client: Client,
+    sub: Submission,
+    args: argparse.Namespace,
+    as_json: bool,
+    save_to: str | None = None,
 ) -> int:
     if not (args.wait or save_to):
         if as_json:
