@@ -95,6 +95,13 @@ class EventHub:
         self._confirmed: dict[str, asyncio.Event] = {}  # channel -> Redis confirmed it
         self._pubsub: PubSub | None = None
         self._ready = False
+        self.closing = False
+
+    def close(self) -> None:
+        """The process is shutting down: wake every watcher, which should then stop
+        (an SSE client reconnects elsewhere with Last-Event-ID)."""
+        self.closing = True
+        self._wake_all()
 
     @property
     def watched(self) -> int:

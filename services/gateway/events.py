@@ -113,7 +113,7 @@ async def _stream(request: web.Request, task: Task, after: int | None) -> web.St
                         after = event.seq
                         if event.task.status in FINAL_STATUSES:
                             return sse
-                    if not sse.is_connected():
+                    if not sse.is_connected() or hub.closing:
                         return sse
                     if not events and not await _still_open(request, task.task_id):
                         return sse
@@ -133,9 +133,16 @@ async def _still_open(request: web.Request, task_id: str) -> bool:
     return current is not None and current.status not in FINAL_STATUSES
 
 
+async def _close_streams(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits for open handlers: streams end at once instead
+    # of holding the shutdown until its timeout.
+    app[EVENT_HUB].close()
+
+
 async def event_hub_ctx(app: web.Application) -> AsyncIterator[None]:
     """A cleanup_ctx entry (after the Redis pool's): the process's event hub and its loop."""
     hub = app[EVENT_HUB] = EventHub(app[REDIS])
+    app.on_shutdown.append(_close_streams)
     stop = asyncio.Event()
     loop = asyncio.create_task(hub.run(stop), name="gateway-event-hub")
     yield

@@ -21,11 +21,12 @@ async def wait_final(app: web.Application, task_id: str, timeout: float) -> Task
     store = app[STORE]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    async with app[EVENT_HUB].watch(task_id) as watch:
+    hub = app[EVENT_HUB]
+    async with hub.watch(task_id) as watch:
         while True:
             # Read after subscribing: an event from here on wakes the watch.
             task = await store.get(task_id)
             remaining = deadline - loop.time()
-            if task is None or task.status in FINAL_STATUSES or remaining <= 0:
+            if task is None or task.status in FINAL_STATUSES or remaining <= 0 or hub.closing:
                 return task
             await watch.wait(remaining)
