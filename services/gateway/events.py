@@ -124,6 +124,10 @@ async def _stream(request: web.Request, task: Task, after: int | None) -> web.St
                 # reconnects with Last-Event-ID and misses nothing.
                 log.warning("events_stream_ended", task_id=task.task_id, error=str(exc))
                 return sse
+            except (ConnectionResetError, TimeoutError):
+                # The client left, or stalled past aiohttp-sse's send timeout (aborted).
+                log.info("events_client_gone", task_id=task.task_id)
+                return sse
 
 
 async def _still_open(request: web.Request, task_id: str) -> bool:
