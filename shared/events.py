@@ -161,6 +161,10 @@ class EventHub:
         pubsub = self.redis.pubsub()
         self._pubsub = pubsub
         await pubsub.subscribe(keys.EVENTS_IDLE_CHANNEL)
+        if pubsub.connection is not None:
+            # redis-py reconnects (and resubscribes) inside get_message without raising;
+            # messages published meanwhile are lost, so watchers must re-read then too.
+            pubsub.connection.register_connect_callback(self._reconnected)
         done: set[str] = set()
         while todo := set(self._watches) - done:
             await pubsub.subscribe(*todo)
@@ -186,6 +190,10 @@ class EventHub:
             for watch in self._watches.get(channel, ()):
                 watch.wake()
 
+    async def _reconnected(self, connection: object) -> None:
+        log.info("event_hub_reconnected", watched=len(self._watches))
+        self._wake_all()
+
     def _wake_all(self) -> None:
         for watchers in self._watches.values():
             for watch in watchers:
@@ -197,5 +205,7 @@ class EventHub:
         self._ready = False
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
+            if pubsub.connection is not None:
+                pubsub.connection.deregister_connect_callback(self._reconnected)
             with contextlib.suppress(*REDIS_DOWN_ERRORS):
                 await pubsub.aclose()

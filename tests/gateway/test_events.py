@@ -116,6 +116,19 @@ async def test_events_through_another_gateway_on_the_same_redis(client, make_gat
     assert [e["event"] for e in events] == ["pending", "cancelled"]
 
 
+async def test_no_event_is_lost_when_the_pubsub_connection_drops(client, redis):
+    """Pub/sub is at-most-once: a publication sent while the hub reconnects is lost. The
+    stream is the record, and the hub wakes its watchers to re-read it after reconnecting."""
+    task_id = await submit(client)
+    resp = await client.get(f"/api/v1/tasks/{task_id}/events")
+    reading = asyncio.ensure_future(read_sse(resp))
+    await watched(client)
+    await redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    await finish(redis, task_id)
+    events = [e for e in await asyncio.wait_for(reading, 10) if "comment" not in e]
+    assert [e["event"] for e in events] == ["pending", "processing", "completed"]
+
+
 async def test_another_identity_gets_404(client, redis):
     task_id = await submit(client)
     _, key = await ApiKeys(redis).create("someone else")
