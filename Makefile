@@ -38,6 +38,8 @@ tools:
 		echo "chromium could not be installed: the browser test will skip"
 
 ## Lint, then the whole test suite against real Redis and real HTTP servers on loopback.
+## Two pytest workers (pytest-xdist), one test file each at a time: most tests wait on real
+## servers rather than compute, so two workers on two cores roughly halve the wall time.
 ## espeak-ng gives the end-to-end tests real speech; where apt-get cannot install it they say
 ## so and use a WAV without the embedded transcript, the same case for the devnet.
 test: $(STAMP) tools
@@ -46,7 +48,7 @@ test: $(STAMP) tools
 		echo "espeak-ng could not be installed: tests/e2e/test_as_shipped.py uses devnet.audio"
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## Chaos tests (a few minutes): validator replicas, Redis and WhisperX instances are killed
 ## under load; each test prints a "chaos <name>: ..." line and writes var/chaos/<name>.json.

@@ -66,9 +66,20 @@ class RedisServer:
             return
         if kill:
             self.process.kill()
-        else:
+            self.process.wait(timeout=10)
+            return
+        # Redis refuses a SIGTERM that arrives while it writes the initial AOF (a replica just
+        # after a full resync logs "Writing initial AOF, can't exit.") and does not retry it,
+        # so the signal is repeated until the server goes.
+        deadline = time.monotonic() + 10
+        while True:
             self.process.terminate()
-        self.process.wait(timeout=10)
+            try:
+                self.process.wait(timeout=0.5)
+                return
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    raise
 
     def __enter__(self) -> RedisServer:
         return self.start()

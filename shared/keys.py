@@ -32,6 +32,22 @@ def task_attempts(task_id: str) -> str:
     return f"{PREFIX}:task:{task_id}:attempts"
 
 
+def task_events(task_id: str) -> str:
+    """Stream of a task's status changes (shared.events), ids ``0-<seq>``; each entry is a
+    snapshot of the task's hash. Written by the same scripts that change the status."""
+    return f"{PREFIX}:task:{task_id}:events"
+
+
+def task_channel(task_id: str) -> str:
+    """Pub/sub channel told the sequence number of each new event in task_events."""
+    return f"{PREFIX}:events:{task_id}"
+
+
+#: A channel nobody publishes on: an event hub's pub/sub connection always has one
+#: subscription, so it can be read before any task is watched.
+EVENTS_IDLE_CHANNEL = f"{PREFIX}:events:idle"
+
+
 def status_index(status: Status | str) -> str:
     """Zset of task ids in one status, scored by creation sequence."""
     return f"{PREFIX}:tasks:{Status(status).value}"

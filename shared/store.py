@@ -22,6 +22,11 @@ from shared.blobs import Blob, BlobStore
 from shared.replication import NO_REPLICATION, Replication
 from shared.taskdata import BytesBlob, TaskData
 from shared.tasks import FINAL_STATUSES, PRIORITY_ORDER, Priority, Status, Task, TaskType, now
+from shared.webhookevents import WebhookDelivery
+
+#: The status order of the index keys TRANSITION is given, and which statuses are final.
+_STATUS_LIST = ",".join(s.value for s in Status)
+_FINAL_LIST = ",".join(s.value for s in Status if s in FINAL_STATUSES)
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ class TaskStore:
                     keys.ALL_TASKS,
                     keys.stream(task.priority),
                     keys.SEQUENCE,
+                    keys.task_events(task.task_id),
                     *owner_keys,
                     *probe_keys,
                     *([guard.key] if guard else []),
@@ -153,6 +159,7 @@ class TaskStore:
                     probe.samples if probe else 0,
                     flat,
                     "1" if inline else "0",
+                    keys.task_channel(task.task_id),
                 ],
             )
         except BaseException:
@@ -206,6 +213,7 @@ class TaskStore:
         binary_output: bool = False,
         at: float | None = None,
         replicated: bool = True,
+        webhook: WebhookDelivery | None = None,
     ) -> bool:
         """Move a task to ``to`` only if its status is one of ``expect``; True if it moved.
 
@@ -215,7 +223,7 @@ class TaskStore:
         (audio); it is deleted again if the task does not move. A final status waits for
         REDIS_MIN_REPLICAS_ACK replicas unless ``replicated=False``; ``processing`` never
         does (losing that mark in a failover is harmless: a final status may follow
-        ``pending`` as well).
+        ``pending`` as well). ``webhook`` is queued in the same script, only if it moves.
         """
         t = now() if at is None else at
         extra = {k: str(v) for k, v in (fields or {}).items() if v is not None}
@@ -231,7 +239,7 @@ class TaskStore:
         flat = [item for pair in extra.items() for item in pair]
         try:
             moved = await self._run_transition(
-                task_id, to, expect, t, inline, output, flat, replicated
+                task_id, to, expect, t, inline, output, flat, replicated, webhook
             )
         except BaseException:
             await self.data.discard(blob)
@@ -250,6 +258,7 @@ class TaskStore:
         output: bytes | None,
         flat: list[str],
         replicated: bool,
+        webhook: WebhookDelivery | None,
     ) -> bool:
         # The owner never changes after creation, so reading it first cannot race.
         owner = await self.redis.hget(keys.task(task_id), "owner")
@@ -261,6 +270,10 @@ class TaskStore:
                 *(keys.owner_index(name, s) for s in Status),
                 keys.owner_expiry(name),
             ]
+        hook_keys, hook = [], ""
+        if webhook is not None:
+            hook_keys = [keys.webhook(webhook.id), keys.WEBHOOK_QUEUE]
+            hook = json.dumps({"id": webhook.id, "fields": webhook.flat()})
         run = self.replication if replicated and to in FINAL_STATUSES else NO_REPLICATION
         moved = await run.run(
             self._transition,
@@ -269,11 +282,13 @@ class TaskStore:
                 keys.task_input(task_id),
                 keys.task_output(task_id),
                 keys.task_attempts(task_id),
-                *(keys.status_index(s) for s in Status),
+                keys.task_events(task_id),
                 keys.ALL_TASKS,
                 keys.EXPIRY_INDEX,
                 keys.BLOB_EXPIRY,
+                *(keys.status_index(s) for s in Status),
                 *owner_keys,
+                *hook_keys,
             ],
             args=[
                 task_id,
@@ -284,6 +299,11 @@ class TaskStore:
                 "1" if inline else "0",
                 output if inline and output is not None else b"",
                 self.input_retention,
+                _STATUS_LIST,
+                _FINAL_LIST,
+                "1" if owner_keys else "0",
+                hook,
+                keys.task_channel(task_id),
                 *flat,
             ],
         )

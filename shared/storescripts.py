@@ -1,20 +1,42 @@
 """The Lua scripts behind :class:`shared.store.TaskStore`: every multi-key write is one
-script, so a crash or a racing replica never leaves a task half-stored."""
+script, so a crash or a racing replica never leaves a task half-stored.
+
+Both scripts append the task's new state to its event stream (keys.task_events) and
+publish its sequence number (keys.task_channel) in the same script that changes the
+status, so watchers (shared.events) can neither miss a change nor see them out of order.
+"""
 
 from __future__ import annotations
 
-# KEYS: hash, input, pending index, all index, stream, sequence,
+#: Events kept per task stream: a task changes status a handful of times (pending,
+#: processing, a final status; a few more when parked or reclaimed).
+EVENTS_KEPT = 64
+
+# One event: bump the hash's event_seq, snapshot the hash into the stream under id
+# 0-<seq>, tell the channel. Arguments: hash, stream, channel.
+_EVENT = f"""
+local function event(hash, stream, channel)
+  local n = redis.call('HINCRBY', hash, 'event_seq', 1)
+  redis.call('XADD', stream, 'MAXLEN', {EVENTS_KEPT}, '0-' .. n,
+    unpack(redis.call('HGETALL', hash)))
+  redis.call('PUBLISH', channel, n)
+end
+"""
+
+# KEYS: hash, input, pending index, all index, stream, sequence, events,
 #       [owner's all index, owner's pending index], [probed streams..., durations list],
 #       [guard]
 # ARGV: task_id, input bytes, has owner (0/1), guard record ('' for none), guard ttl,
 #       probe keys (streams + durations list; 0: no probe), duration samples,
 #       the hash's fields as one JSON array [field, value, ...] (redis-py packs one
 #       argument for less CPU than twenty), input inline (1: SET the input key; 0: the
-#       input is in the blob store, named by the hash's input_blob field)
+#       input is in the blob store, named by the hash's input_blob field), event channel
 # Returns {1, seq, entries in the probed streams, {durations}} when stored (the probe is
 # read before this task is queued); {0, guard record} when the guard key already existed
 # (then nothing is written).
-CREATE = """
+CREATE = (
+    _EVENT
+    + """
 if ARGV[4] ~= '' then
   local existing = redis.call('GET', KEYS[#KEYS])
   if existing then return {0, existing} end
@@ -23,7 +45,7 @@ local probe = tonumber(ARGV[6])
 local ahead = 0
 local durations = {}
 if probe > 0 then
-  local first = ARGV[3] == '1' and 9 or 7
+  local first = ARGV[3] == '1' and 10 or 8
   for i = first, first + probe - 2 do ahead = ahead + redis.call('XLEN', KEYS[i]) end
   durations = redis.call('LRANGE', KEYS[first + probe - 1], 0, tonumber(ARGV[7]) - 1)
 end
@@ -33,24 +55,33 @@ if ARGV[9] == '1' then redis.call('SET', KEYS[2], ARGV[2]) end
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 redis.call('ZADD', KEYS[4], seq, ARGV[1])
 if ARGV[3] == '1' then
-  redis.call('ZADD', KEYS[7], seq, ARGV[1])
   redis.call('ZADD', KEYS[8], seq, ARGV[1])
+  redis.call('ZADD', KEYS[9], seq, ARGV[1])
 end
 redis.call('XADD', KEYS[5], '*', 'task_id', ARGV[1])
 if ARGV[4] ~= '' then redis.call('SET', KEYS[#KEYS], ARGV[4], 'EX', ARGV[5]) end
+event(KEYS[1], KEYS[7], ARGV[10])
 return {1, seq, ahead, durations}
 """
+)
 
-# KEYS: hash, input, output, attempts, pending, processing, completed, failed, all, expiry,
-#       blob expiry, [owner's all, pending, processing, completed, failed indexes, owner's
-#       expiry]
+# KEYS: hash, input, output, attempts, events, all, expiry, blob expiry,
+#       one index per status (in ARGV[9]'s order),
+#       [owner's all, owner's index per status, owner's expiry] (when ARGV[11] is 1),
+#       [webhook delivery hash, webhook queue] (when ARGV[12] is not '')
 # ARGV: task_id, new status, now, ttl, expected statuses (comma list), has_output,
-#       output, input retention, field, value, ...
+#       output, input retention, statuses (comma list: the index keys' order), final
+#       statuses (comma list), has owner (0/1), webhook delivery ('' or JSON
+#       {"id", "fields": [field, value, ...]}, queued due now), event channel,
+#       field, value, ...
 # Returns 1 on change, 0 when the current status is not an expected one, -1 if no task.
 # A final status schedules the task's blobs for deletion in the blob expiry zset (input
 # after the input retention, output after RESULT_TTL), in the same script, so a crash
-# between the status change and the deletion loses no deletion.
-TRANSITION = """
+# between the status change and the deletion loses no deletion; likewise a webhook given
+# here is queued only if, and exactly when, the status changes.
+TRANSITION = (
+    _EVENT
+    + """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return -1 end
 local allowed = false
@@ -58,11 +89,26 @@ for s in string.gmatch(ARGV[5], '[^,]+') do
   if s == cur then allowed = true end
 end
 if not allowed then return 0 end
-local index = {pending=KEYS[5], processing=KEYS[6], completed=KEYS[7], failed=KEYS[8]}
+local index, own, statuses = {}, {}, 0
+for s in string.gmatch(ARGV[9], '[^,]+') do
+  statuses = statuses + 1
+  index[s] = KEYS[8 + statuses]
+end
+local owned = ARGV[11] == '1'
+local base = 8 + statuses
+if owned then
+  local i = 0
+  for s in string.gmatch(ARGV[9], '[^,]+') do
+    i = i + 1
+    own[s] = KEYS[base + 1 + i]
+  end
+end
+local final = false
+for s in string.gmatch(ARGV[10], '[^,]+') do
+  if s == ARGV[2] then final = true end
+end
 local new = ARGV[2]
 local seq = redis.call('HGET', KEYS[1], 'seq')
-local owned = #KEYS > 11
-local own = {pending=KEYS[13], processing=KEYS[14], completed=KEYS[15], failed=KEYS[16]}
 if cur ~= new then
   redis.call('ZREM', index[cur], ARGV[1])
   redis.call('ZADD', index[new], seq, ARGV[1])
@@ -72,31 +118,43 @@ if cur ~= new then
   end
 end
 redis.call('HSET', KEYS[1], 'status', new, 'updated_at', ARGV[3])
-if #ARGV > 8 then redis.call('HSET', KEYS[1], unpack(ARGV, 9)) end
+if #ARGV > 13 then redis.call('HSET', KEYS[1], unpack(ARGV, 14)) end
 if ARGV[6] == '1' then redis.call('SET', KEYS[3], ARGV[7]) end
-if new == 'completed' or new == 'failed' then
+-- Before the expiries below, so a stream this creates expires with the task too.
+if cur ~= new then event(KEYS[1], KEYS[5], ARGV[13]) end
+if final then
   local ttl = tonumber(ARGV[4])
   local t = tonumber(ARGV[3])
   local keep = tonumber(ARGV[8])
-  for _, i in ipairs({1, 3, 4}) do redis.call('EXPIRE', KEYS[i], ttl) end
+  for _, i in ipairs({1, 3, 4, 5}) do redis.call('EXPIRE', KEYS[i], ttl) end
   if keep > 0 then redis.call('EXPIRE', KEYS[2], keep) else redis.call('DEL', KEYS[2]) end
   local input = redis.call('HGET', KEYS[1], 'input_blob')
-  if input then redis.call('ZADD', KEYS[11], t + keep, input) end
+  if input then redis.call('ZADD', KEYS[8], t + keep, input) end
   local output = redis.call('HGET', KEYS[1], 'output_blob')
-  if output then redis.call('ZADD', KEYS[11], t + ttl, output) end
-  redis.call('ZADD', KEYS[10], t + ttl, ARGV[1])
+  if output then redis.call('ZADD', KEYS[8], t + ttl, output) end
+  redis.call('ZADD', KEYS[7], t + ttl, ARGV[1])
   -- Drop index entries of tasks whose data has expired (bounded work per call).
-  local old = redis.call('ZRANGEBYSCORE', KEYS[10], '-inf', t, 'LIMIT', 0, 100)
+  local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', t, 'LIMIT', 0, 100)
   for _, id in ipairs(old) do
-    for i = 5, 10 do redis.call('ZREM', KEYS[i], id) end
+    for i = 6, 7 do redis.call('ZREM', KEYS[i], id) end
+    for i = 9, base do redis.call('ZREM', KEYS[i], id) end
   end
   if owned then
-    redis.call('ZADD', KEYS[17], t + ttl, ARGV[1])
-    local mine = redis.call('ZRANGEBYSCORE', KEYS[17], '-inf', t, 'LIMIT', 0, 100)
+    local expiry = KEYS[base + statuses + 2]
+    redis.call('ZADD', expiry, t + ttl, ARGV[1])
+    local mine = redis.call('ZRANGEBYSCORE', expiry, '-inf', t, 'LIMIT', 0, 100)
     for _, id in ipairs(mine) do
-      for i = 12, 17 do redis.call('ZREM', KEYS[i], id) end
+      for i = base + 1, base + statuses + 2 do redis.call('ZREM', KEYS[i], id) end
     end
+  end
+end
+if ARGV[12] ~= '' then
+  local hook = cjson.decode(ARGV[12])
+  if redis.call('EXISTS', KEYS[#KEYS - 1]) == 0 then
+    redis.call('HSET', KEYS[#KEYS - 1], unpack(hook['fields']))
+    redis.call('ZADD', KEYS[#KEYS], ARGV[3], hook['id'])
   end
 end
 return 1
 """
+)

@@ -1,6 +1,7 @@
 """The task model: types, priorities, the status lifecycle and the public JSON view.
 
-Lifecycle: pending -> processing -> completed | failed. A task is stored as a Redis hash
+Lifecycle: pending -> processing -> completed | failed, and cancelled (by its owner) from
+pending or processing. A task is stored as a Redis hash
 (see :mod:`shared.store`); its input and output bytes live under keys of their own.
 """
 
@@ -34,6 +35,7 @@ class Status(StrEnum):
     PROCESSING = "processing"
     COMPLETED = "completed"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 #: Highest priority first: the order the validator drains the streams in.
@@ -43,7 +45,7 @@ PRIORITY_ORDER: tuple[Priority, ...] = (
     Priority.NORMAL,
     Priority.LOW,
 )
-FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED})
+FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 #: Seconds quoted as estimated_completion_time before any duration has been measured.
 DEFAULT_ESTIMATE = {TaskType.TRANSCRIPTION: 60, TaskType.TTS: 45, TaskType.SUMMARIZATION: 30}

@@ -1,6 +1,7 @@
 """Tasks finished per time bucket, with their end-to-end latency: the dashboard's chart.
 
-Validators count every task that reaches a final status in a hash per BUCKET_SECONDS
+Validators count every task that reaches a final status (the gateway counts the ones its
+owner cancels) in a hash per BUCKET_SECONDS
 bucket (keys.ops_timeline): one field per final status, and for completed tasks the
 latency's sum and a count per latency bucket (the same bounds for every task type), so
 the gateway can draw throughput and latency percentiles for the last WINDOW_SECONDS
@@ -75,6 +76,7 @@ class Point:
             "at": self.at,
             "completed": self.finished.get("completed", 0),
             "failed": self.finished.get("failed", 0),
+            "cancelled": self.finished.get("cancelled", 0),
             "finished": self.finished,
             "latency_mean": self.latency_mean,
             "latency_p50": self.latency_p50,

@@ -19,9 +19,11 @@ from redis.exceptions import RedisError
 from services.gateway.admin import setup_admin
 from services.gateway.apikeys import ApiKeys
 from services.gateway.auth import auth_middleware
+from services.gateway.cancel import cancel_task
 from services.gateway.cors import setup_cors
 from services.gateway.docs import docs_page
 from services.gateway.errors import error_middleware
+from services.gateway.events import event_hub_ctx, task_events
 from services.gateway.health import health
 from services.gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
 from services.gateway.openapi import build_spec, openapi_json
@@ -77,7 +79,9 @@ def add_routes(app: web.Application) -> None:
         router.add_post(kind.path, submission_handler(kind), name=f"submit_{kind.task_type}")
     router.add_get("/api/v1/tasks", list_tasks, name="list_tasks")
     router.add_get("/api/v1/tasks/{task_id}", get_task, name="get_task")
+    router.add_delete("/api/v1/tasks/{task_id}", cancel_task, name="cancel_task")
     router.add_get("/api/v1/tasks/{task_id}/output", get_output, name="get_output")
+    router.add_get("/api/v1/tasks/{task_id}/events", task_events, name="task_events")
     router.add_get("/api/v1/health", health, name="health")
     router.add_get("/api/v1/stats", stats, name="stats")
     router.add_get("/api/v1/openapi.json", openapi_json, name="openapi")
@@ -102,6 +106,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[SUBMISSION_KINDS] = task_kinds(settings)
     app.cleanup_ctx.append(blob_store_ctx(settings))
     app.cleanup_ctx.append(redis_pool)
+    app.cleanup_ctx.append(event_hub_ctx)
     add_routes(app)
     setup_admin(app)
     spec = build_spec(app)

@@ -81,6 +81,19 @@ class GatewayMetrics:
             multiprocess_mode="mostrecent",
         )
 
+        self.cancellations = Counter(
+            "gateway_tasks_cancelled_total",
+            "Tasks cancelled by their owner (DELETE), by task type and the status they had",
+            ["task_type", "was"],
+            registry=self.registry,
+        )
+        self.event_streams = Gauge(
+            "gateway_event_streams",
+            "Server-Sent Event streams open on this process",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+
         # Label children by label values: ``.labels()`` validates and locks on every call,
         # and route patterns, methods and statuses are few.
         self._requests: dict[tuple[str, str, int], Counter] = {}

@@ -1,7 +1,8 @@
 """Which protections each route gets, and how the OpenAPI document shows them.
 
 - submissions: rate group ``submit``; an API key when API_KEYS_REQUIRED;
-- task reads (status, output, listing): group ``read``; an API key when required;
+- task reads (status, output, listing, events) and cancellation: group ``read``; an API
+  key when required;
 - stats, the OpenAPI document and the docs page: group ``meta``; open to anonymous callers;
 - health and /metrics: nothing. Probes and scrapers carry no key, and both are cheap.
 
@@ -35,6 +36,8 @@ ROUTES: dict[str, Policy] = {
     **{f"submit_{t.value}": _SUBMIT for t in TaskType},
     "get_task": _READ,
     "get_output": _READ,
+    "cancel_task": _READ,
+    "task_events": _READ,
     "list_tasks": _READ,
     "stats": _META,
     "openapi": _META,

@@ -104,6 +104,7 @@ class StatusCounts(Schema):
     processing = fields.Integer(required=True)
     completed = fields.Integer(required=True)
     failed = fields.Integer(required=True)
+    cancelled = fields.Integer(required=True)
 
 
 class QueueSizes(Schema):

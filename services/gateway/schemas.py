@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate
 
 from services.gateway.audio import sniff
 from services.gateway.errors import ApiError
@@ -134,6 +134,28 @@ class TaskListQuery(StrictSchema):
         metadata={
             "description": "next_cursor of the previous page",
             "error_code": "invalid_cursor",
+        },
+    )
+
+
+#: Longest ``?wait=`` of ``GET /api/v1/tasks/{id}`` (seconds).
+MAX_WAIT = 60
+
+
+class TaskQuery(Schema):
+    """Query string of ``GET /api/v1/tasks/{id}``. Other parameters are ignored, as they
+    always were (cache busters)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    wait = fields.Float(
+        validate=validate.Range(min=0, max=MAX_WAIT),
+        allow_nan=False,
+        metadata={
+            "description": f"seconds (at most {MAX_WAIT}) to wait for the task to end before"
+            " answering; it answers as soon as the task is final",
+            "error_code": "invalid_wait",
         },
     )
 

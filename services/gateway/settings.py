@@ -143,12 +143,21 @@ class GatewaySettings(RedisSettings, BlobSettings):
         "none by default: no CORS",
     )
     cors_allow_methods: tuple[str, ...] = setting(
-        NameList(upper=True), ("GET", "POST"), "methods allowed to CORS origins"
+        NameList(upper=True),
+        ("GET", "POST", "DELETE"),
+        "methods allowed to CORS origins (DELETE: cancellation)",
     )
     cors_allow_headers: tuple[str, ...] = setting(
         NameList(),
-        ("Authorization", "Content-Type", "Idempotency-Key", "X-API-Key", "X-Request-ID"),
-        "request headers allowed to CORS origins",
+        (
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "X-API-Key",
+            "X-Request-ID",
+            "Last-Event-ID",
+        ),
+        "request headers allowed to CORS origins (Last-Event-ID: resuming an event stream)",
     )
     cors_max_age: int = setting(
         fields.Integer(validate=validate.Range(min=0, max=86400)),

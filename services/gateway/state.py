@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from services.gateway.apikeys import ApiKey, ApiKeys
 from services.gateway.settings import GatewaySettings
+from shared.events import EventHub
 from shared.store import TaskStore
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
@@ -17,6 +18,8 @@ STORE = web.AppKey("store", TaskStore)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 SUBMISSION_KINDS = web.AppKey("submission_kinds", tuple)
 OPENAPI_SPEC = web.AppKey("openapi_spec", dict[str, Any])
+#: The process's one pub/sub connection for task events (shared.events).
+EVENT_HUB = web.AppKey("event_hub", EventHub)
 
 #: Request key holding the caller's identity, ``key:<prefix>`` or ``ip:<address>``, set by
 #: the auth middleware on protected routes; submissions store it as ``Task.owner`` and

@@ -7,6 +7,7 @@ task ids cannot be probed."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -14,12 +15,15 @@ from aiohttp import web
 from services.gateway.errors import ApiError
 from services.gateway.openapi import error_response, json_content, operation
 from services.gateway.responses import TaskList, TaskView
-from services.gateway.schemas import TaskListQuery, load
+from services.gateway.schemas import TaskListQuery, TaskQuery, load
 from services.gateway.state import IDENTITY, STORE
 from services.gateway.storage import storage_errors
+from services.gateway.waiting import wait_final
 from shared.blobs import BlobUnavailable
 from shared.http import REQUEST_ID_HEADER, REQUEST_ID_KEY
+from shared.store import TaskStore
 from shared.tasks import (
+    FINAL_STATUSES,
     MAX_INLINE_OUTPUT,
     OUTPUT_MEDIA_TYPE,
     Status,
@@ -31,6 +35,7 @@ from shared.tasks import (
 log = structlog.get_logger("gateway.tasks")
 
 _LIST_QUERY = TaskListQuery()
+_TASK_QUERY = TaskQuery()
 
 TASK_ID_PARAM = {
     "name": "task_id",
@@ -41,7 +46,7 @@ TASK_ID_PARAM = {
 }
 
 
-async def _find(request: web.Request) -> Task:
+async def find_task(request: web.Request) -> Task:
     """The caller's task, or 404. Ids that are no UUID cannot exist: Redis is not asked."""
     task_id = request.match_info["task_id"]
     try:
@@ -55,12 +60,24 @@ async def _find(request: web.Request) -> Task:
     return task
 
 
+async def task_json(store: TaskStore, task: Task) -> dict[str, Any]:
+    """``task`` as GET /api/v1/tasks/{id} shows it (its output read when completed)."""
+    output, url = None, None
+    if task.status is Status.COMPLETED:
+        url = output_path(task.task_id)
+        if task.output_size is None or task.output_size <= MAX_INLINE_OUTPUT:
+            with storage_errors("status"):
+                output = await store.data.read_output(task)
+    return public_view(task, output, output_url=url)
+
+
 @operation(
     "A task's status and, once completed, its result",
     tags=["tasks"],
-    parameters=[TASK_ID_PARAM],
+    parameters=[TASK_ID_PARAM, {"in": "query", "schema": TaskQuery}],
     responses={
         "200": {"description": "the task", "content": json_content(TaskView)},
+        "400": error_response("wait is not a number from 0 to 60 (code invalid_wait)"),
         "404": error_response(
             "no such task, it expired after RESULT_TTL, or another identity submitted it"
         ),
@@ -69,16 +86,13 @@ async def _find(request: web.Request) -> Task:
 )
 async def get_task(request: web.Request) -> web.Response:
     """The seed README's shape; a completed task's result carries output_data (base64) up
-    to 1 MiB of output, and output_url (its raw output) always."""
-    store = request.app[STORE]
-    task = await _find(request)
-    output, url = None, None
-    if task.status is Status.COMPLETED:
-        url = output_path(task.task_id)
-        if task.output_size is None or task.output_size <= MAX_INLINE_OUTPUT:
-            with storage_errors("status"):
-                output = await store.data.read_output(task)
-    return web.json_response(public_view(task, output, output_url=url))
+    to 1 MiB of output, and output_url (its raw output) always. With ?wait=N it answers
+    as soon as the task is final, or after N seconds with its state then."""
+    query = load(_TASK_QUERY, dict(request.query))
+    task = await find_task(request)
+    if query.get("wait") and task.status not in FINAL_STATUSES:
+        task = await wait_final(request.app, task.task_id, query["wait"]) or task
+    return web.json_response(await task_json(request.app[STORE], task))
 
 
 @operation(
@@ -102,7 +116,7 @@ async def get_output(request: web.Request) -> web.StreamResponse:
     """The output bytes themselves, with the media type of the task's kind, streamed from
     the blob store chunk by chunk with Content-Length."""
     store = request.app[STORE]
-    task = await _find(request)
+    task = await find_task(request)
     if task.status is not Status.COMPLETED:
         raise ApiError(
             409, "output_not_ready", f"the task is {task.status.value}, not completed", "task_id"

@@ -42,6 +42,7 @@ from services.validator.webhooks import Webhooks
 from services.validator.webhooks import create_session as webhook_session
 from services.validator.weights import WeightSetter
 from shared.blobs import BlobStore, open_blob_store
+from shared.events import EventHub
 from shared.http import request_logging_middleware
 from shared.janitor import BlobJanitor
 from shared.logging import get_logger
@@ -72,6 +73,7 @@ class Components:
     sessions: list[aiohttp.ClientSession]
     blobs: BlobStore
     janitor: BlobJanitor
+    hub: EventHub
 
 
 SETTINGS = web.AppKey("settings", ValidatorSettings)
@@ -135,6 +137,8 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
     )
     stats = MinerStats(redis, settings.score_alpha)
     queue = StreamQueue(redis, app[CONSUMER_NAME])
+    # Watches the tasks in flight for cancellations, over one pub/sub connection.
+    hub = EventHub(redis)
     webhooks = Webhooks(
         redis,
         hooks_http,
@@ -166,6 +170,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
         webhooks=webhooks,
         metrics=metrics,
         settings=settings,
+        hub=hub,
     )
     # A task whose write a full Redis refuses waits, entry held, instead of failing.
     storage_wait = WaitWhileFull(processor.handle, metrics)
@@ -217,6 +222,7 @@ async def _components(app: web.Application) -> AsyncIterator[None]:
             orphan_age=settings.blob_orphan_age,
             owner=app[CONSUMER_NAME],
         ),
+        hub=hub,
     )
     try:
         await registry.sync()
@@ -239,6 +245,7 @@ async def _loops(app: web.Application) -> AsyncIterator[None]:
         "weights": c.weights.run(stop),
         "webhooks": c.webhooks.run(stop),
         "blobs": c.janitor.run(stop),
+        "events": c.hub.run(stop),
         "netstats": netstats.run(
             c.redis,
             c.registry,

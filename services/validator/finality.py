@@ -32,6 +32,8 @@ log = get_logger("validator.finality")
 
 #: The hash field that tells one final write from another (the same value = the same write).
 _SIGNATURE = {Status.COMPLETED: "result", Status.FAILED: "error"}
+#: Every final status, each with its webhook (a cancellation's is queued by the gateway).
+_FINALS = tuple(sorted(FINAL_STATUSES))
 
 
 class Finality:
@@ -116,7 +118,7 @@ class Finality:
 
         def read(pipe: Pipeline) -> None:
             pipe.hmget(keys.task(task_id), "status", "callback_url")
-            for final in _SIGNATURE:
+            for final in _FINALS:
                 pipe.exists(keys.webhook(delivery_id(task_id, final)))
 
         (status, callback), *queued = await self._confirmed(read)
@@ -125,7 +127,7 @@ class Finality:
         current = Status(status.decode())
         if current not in FINAL_STATUSES:
             return False
-        return not callback or bool(dict(zip(_SIGNATURE, queued, strict=True))[current])
+        return not callback or bool(dict(zip(_FINALS, queued, strict=True))[current])
 
     async def _state(self, task_id: str, field: str) -> tuple[str | None, str | None]:
         """The task's status and ``field``, as the master's replicas hold them too."""

@@ -29,7 +29,8 @@ class Metrics:
         r = self.registry
         self.tasks = Counter(
             "validator_tasks",
-            "Tasks finished by this replica, by outcome (completed, failed, lost_race).",
+            "Tasks finished by this replica, by outcome (completed, failed, lost_race; cancelled:"
+            " its owner cancelled it while this replica worked on it).",
             ["task_type", "outcome"],
             registry=r,
         )
@@ -115,7 +116,9 @@ ANSWER_OUTCOMES = (USABLE, UNUSABLE, DECLINED, "timeout", "connection", HTTP_ERR
 #: Label values known in advance: their series exist from the start at 0, so rate(),
 #: increase() and the alert rules see a counter before its first event.
 _KNOWN: dict[str, list[tuple[str, ...]]] = {  # Metrics attribute -> label values
-    "tasks": [(t, o) for t in TASK_TYPES for o in ("completed", "failed", "lost_race")],
+    "tasks": [
+        (t, o) for t in TASK_TYPES for o in ("completed", "failed", "lost_race", "cancelled")
+    ],
     "reclaims": [("reclaimed",), ("dead_lettered",)],
     "webhooks": [(o,) for o in ("delivered", "retry", "gave_up", "refused")],
     "weights_set": [(o,) for o in ("set", "logged", "failed", "skipped_locked", "skipped_empty")],
@@ -219,7 +222,7 @@ class OperatorMetrics:
             for labels in labelsets:
                 getattr(metrics, attribute).labels(*labels)
         for task_type in TASK_TYPES:
-            for outcome in ("completed", "failed"):
+            for outcome in ("completed", "failed", "cancelled"):
                 self.task_duration.labels(task_type, outcome)
                 self.task_attempts.labels(task_type, outcome)
         for state in ("due", "scheduled"):

@@ -17,7 +17,7 @@ from collections import Counter
 
 from redis.asyncio import Redis
 
-from services.validator import inputs, selection, storewait
+from services.validator import cancellation, inputs, selection, storewait
 from services.validator.client import MinerClient, MinerRequest, MinerResponse
 from services.validator.consumer import Delivery, StreamQueue
 from services.validator.finality import Finality
@@ -38,6 +38,7 @@ from services.validator.tasktypes import TASK_TYPES, TaskSpec
 from services.validator.webhooks import Webhooks, webhook_output
 from shared import keys, timeline
 from shared.blobs import BlobUnavailable
+from shared.events import EventHub
 from shared.logging import get_logger
 from shared.store import TaskStore
 from shared.tasks import FINAL_STATUSES, Status, Task
@@ -64,8 +65,10 @@ class Processor:
         webhooks: Webhooks,
         metrics: Metrics,
         settings: ValidatorSettings,
+        hub: EventHub,
     ) -> None:
         self.redis = redis
+        self.hub = hub
         self.store = store
         self.queue = queue
         self.registry = registry
@@ -112,7 +115,16 @@ class Processor:
                 priority=task.priority.value,
                 reclaimed=delivery.reclaimed,
             )
-            await self._process_stored(task)
+            work = self._process_stored(task)
+            if await cancellation.unless_cancelled(self.hub, self.redis, task.task_id, work):
+                await self._abandoned(task)
+
+    async def _abandoned(self, task: Task) -> None:
+        """The owner cancelled the task while it was processed: its work has been stopped."""
+        self.metrics.tasks.labels(task.task_type.value, "cancelled").inc()
+        self.metrics.ops.finished(task, Status.CANCELLED)
+        log.info("task_cancelled", task_id=task.task_id, attempts=task.attempts)
+        await self._notify(task.task_id)
 
     async def _process_stored(self, task: Task | None) -> None:
         """:meth:`_process`, parking the task as pending while the blob store is away."""
@@ -139,6 +151,8 @@ class Processor:
             while attempt < self.settings.max_attempts:
                 if attempt > task.attempts:
                     await asyncio.sleep(self.settings.retry_delay)
+                if await cancellation.cancelled(self.redis, task.task_id):
+                    raise cancellation.TaskCancelled(task.task_id)
                 chosen = await self._wait_for_miners(asked)
                 if not chosen:
                     # Busy or absent miners are nobody's failure: no attempt was spent on

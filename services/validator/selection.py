@@ -1,8 +1,9 @@
 """Which miners to ask in one attempt: the best by running score, plus one exploration slot.
 
 Miners at this replica's per-miner in-flight cap, or rested after repeated failures, are
-skipped. New and rarely tried miners get the exploration slot so that a newcomer can earn a
-score. Miners already asked in an earlier attempt of the same task come last.
+skipped; a task waits for a busy healthy miner rather than fall back on a resting one.
+New and rarely tried miners get the exploration slot so that a newcomer can earn a score.
+Miners already asked in an earlier attempt of the same task come last.
 """
 
 from __future__ import annotations
@@ -47,8 +48,13 @@ def choose(
     """Up to ``policy.size`` miners for one attempt (empty if every miner is at its cap)."""
     rng = rng or random.Random()
     default = MinerState()
+    awake = {m.hotkey for m in miners if not resting(states.get(m.hotkey, default), policy, now)}
     open_miners = [m for m in miners if in_flight.get(m.hotkey, 0) < policy.max_in_flight]
-    healthy = [m for m in open_miners if not resting(states.get(m.hotkey, default), policy, now)]
+    healthy = [m for m in open_miners if m.hotkey in awake]
+    if not healthy and awake:
+        # Only resting miners have a free slot while healthy ones are busy: waiting for a
+        # slot beats spending an attempt on a miner that just failed several times running.
+        return []
     # When every miner is resting, trying one beats failing the task unasked.
     pool = healthy or open_miners
     fresh = [m for m in pool if m.hotkey not in already_asked]

@@ -20,7 +20,6 @@ import base64
 import hashlib
 import hmac
 import ipaddress
-import json
 import socket
 import time
 from typing import Any
@@ -38,11 +37,13 @@ from shared.periodic import pause
 from shared.redis import REDIS_DOWN_ERRORS, wait_for_redis
 from shared.store import TaskStore
 from shared.taskdata import INLINE_MAX
-from shared.tasks import Status, Task, iso, output_path, public_view
+from shared.tasks import Status, Task
+from shared.webhookevents import delivery, delivery_id, render_payload
+
+__all__ = ["Webhooks", "delivery_id", "render_payload", "webhook_output"]
 
 log = get_logger("validator.webhooks")
 
-EVENTS = {Status.COMPLETED: "task.completed", Status.FAILED: "task.failed"}
 USER_AGENT = "bittensor-audio-validator/1"
 BATCH = 20
 LEASE_SLACK = 5.0
@@ -122,26 +123,6 @@ async def webhook_output(store: TaskStore, task: Task) -> bytes | None:
         return None
 
 
-def render_payload(task: Task, output: bytes | None) -> str:
-    """The JSON body: with the output if it fits in INLINE_MAX bytes, else only its URL."""
-    url = output_path(task.task_id) if task.status is Status.COMPLETED else None
-    payload = {
-        "type": EVENTS[task.status],
-        "timestamp": iso(task.completed_at or time.time()),
-        "data": public_view(task, output, output_url=url),
-    }
-    body = json.dumps(payload, separators=(",", ":"))
-    if output is not None and len(body) > INLINE_MAX:
-        payload["data"] = public_view(task, None, output_url=url)
-        body = json.dumps(payload, separators=(",", ":"))
-    return body
-
-
-def delivery_id(task_id: str, status: Status) -> str:
-    """Stable across retries and across replicas: the Standard Webhooks ``webhook-id``."""
-    return f"msg_{task_id}_{status.value}"
-
-
 class Webhooks:
     """Queues deliveries for finished tasks and runs the delivery loop."""
 
@@ -174,19 +155,12 @@ class Webhooks:
 
     async def enqueue(self, task: Task, output: bytes | None) -> bool:
         """Queue the task's final event for its callback_url (no-op without one)."""
-        if not task.callback_url or task.status not in EVENTS:
+        record = delivery(task, output)
+        if record is None:
             return False
-        msg_id = delivery_id(task.task_id, task.status)
-        fields = {
-            "url": task.callback_url,
-            "body": render_payload(task, output),
-            "task_id": task.task_id,
-            "attempts": 0,
-            "state": "pending",
-        }
-        flat = [v for pair in fields.items() for v in pair]
         queued = await self._enqueue(
-            keys=[keys.webhook(msg_id), keys.WEBHOOK_QUEUE], args=[msg_id, time.time(), *flat]
+            keys=[keys.webhook(record.id), keys.WEBHOOK_QUEUE],
+            args=[record.id, time.time(), *record.flat()],
         )
         return bool(queued)
 

@@ -149,5 +149,5 @@ def test_every_answer_is_documented_and_none_is_a_server_error(served):
         len(CHECK_NAMES),
         ", ".join(f"{k[7:]}: {v}" for k, v in sorted(tally.items()) if k.startswith("status ")),
     )
-    assert len(operations) == 11
+    assert len(operations) == 13
     assert not failures, "\n\n".join(f"== {name}\n{error}" for name, error in failures.items())

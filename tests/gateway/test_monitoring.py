@@ -36,6 +36,7 @@ async def test_health_before_the_validator_published_anything(client):
         "processing": 0,
         "completed": 0,
         "failed": 0,
+        "cancelled": 0,
         "queue_size": 1,
         "queues": {"urgent": 0, "high": 0, "normal": 0, "low": 1},
     }
@@ -78,7 +79,13 @@ async def test_stats_counts_and_queues(client, wav):
     resp = await client.get("/api/v1/stats")
     assert resp.status == 200
     body = await resp.json()
-    assert body["tasks"] == {"pending": 3, "processing": 0, "completed": 0, "failed": 0}
+    assert body["tasks"] == {
+        "pending": 3,
+        "processing": 0,
+        "completed": 0,
+        "failed": 0,
+        "cancelled": 0,
+    }
     assert body["queues"] == {"urgent": 2, "high": 1, "normal": 0, "low": 0}
     assert body["queue_size"] == 3
 

@@ -32,7 +32,13 @@ async def test_transition_is_conditional_and_completes_once(redis):
     assert not await store.transition(
         task.task_id, Status.COMPLETED, expect=[Status.PROCESSING], **done
     )
-    assert await store.counts() == {"pending": 0, "processing": 0, "completed": 1, "failed": 0}
+    assert await store.counts() == {
+        "pending": 0,
+        "processing": 0,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 0,
+    }
     stored = await store.get(task.task_id)
     assert stored.completed_at is not None and stored.result == {"miner_uid": 3}
     view = public_view(stored, await store.get_output(task.task_id))

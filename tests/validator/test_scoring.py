@@ -134,6 +134,16 @@ def test_selection_skips_busy_and_resting_miners_and_puts_asked_ones_last():
     assert [m.uid for m in later][:2] == [1, 3]
 
 
+def test_selection_waits_for_a_busy_healthy_miner_rather_than_ask_a_resting_one():
+    pool = miners(2)
+    states = {
+        "hk0": MinerState(score=0.9, tries=50),
+        "hk1": MinerState(score=0.1, tries=50, consecutive_failures=3, last_failure=100),
+    }
+    assert choose(pool, states, {"hk0": 2}, POLICY, now=110) == []
+    assert [m.uid for m in choose(pool, states, {"hk0": 1}, POLICY, now=110)] == [0]
+
+
 def test_selection_when_every_miner_rests_still_tries():
     pool = miners(2)
     states = {m.hotkey: MinerState(consecutive_failures=5, last_failure=100) for m in pool}

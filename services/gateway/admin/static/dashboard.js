@@ -77,7 +77,8 @@ function renderQueues(data) {
   const t = data.tasks;
   card("card-tasks", `${number(t.pending + t.processing)} open`,
     `${number(t.pending)} pending · ${number(t.processing)} processing · ` +
-    `${number(t.completed)} completed · ${number(t.failed)} failed`);
+    `${number(t.completed)} completed · ${number(t.failed)} failed · ` +
+    `${number(t.cancelled)} cancelled`);
 }
 
 function renderMiners(data) {
