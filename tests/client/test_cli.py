@@ -192,8 +192,7 @@ def test_api_key_from_option_or_environment(stack: Stack, url: str) -> None:
 
 
 def test_cancel_and_a_cancelled_task_exit_codes(url: str, validator_stopped: None) -> None:
-    """Needs DELETE /api/v1/tasks/{id} and the events stream (issue 13, part A). No
-    validator runs, so the task stays pending until cancelled."""
+    """No validator runs, so the task stays pending until cancelled."""
     task_id = cli(url, "tts", "never spoken").stdout.strip()
     watcher = subprocess.Popen(
         [CLI, "--url", url, "watch", task_id],

@@ -124,7 +124,6 @@ def _cancel_when(condition, client: Client, task_id: str) -> threading.Thread:
 
 
 def test_events_follow_a_task_to_cancelled(url: str, validator_stopped: None) -> None:
-    """Needs the events stream and DELETE (issue 13, part A)."""
     with Client(url) as client, Client(url) as other:
         task_id = client.tts("to be cancelled").task_id
         states: list[str] = []
@@ -139,8 +138,7 @@ def test_events_follow_a_task_to_cancelled(url: str, validator_stopped: None) ->
 
 def test_wait_reconnects_with_last_event_id(stack: Stack, validator_stopped: None) -> None:
     """The first stream is cut after its first event: the client reconnects with that
-    event's id as Last-Event-ID and sees the task to its end on the second stream. Needs
-    the events stream and DELETE (issue 13, part A)."""
+    event's id as Last-Event-ID and sees the task to its end on the second stream."""
     url = f"http://127.0.0.1:{stack.ports.gateway}"
     with Proxy(stack.ports.gateway, cut_streams=1) as proxy, Client(url) as direct:
         task_id = direct.tts("cut me off").task_id
@@ -153,6 +151,8 @@ def test_wait_reconnects_with_last_event_id(stack: Stack, validator_stopped: Non
     first, second = proxy.events_heads()
     assert "last-event-id" not in first.lower()
     assert f"last-event-id: {first_id.lower()}\r\n" in second.lower()
+    # It stayed on the stream: no poll.
+    assert not any("?wait=" in head.split("\r\n")[0] for head in proxy.heads)
 
 
 def test_the_package_needs_nothing_of_the_server() -> None:
