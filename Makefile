@@ -8,12 +8,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint format install clean bench chaos tools
 
-$(STAMP): pyproject.toml
+# The Python client (clients/python) is a package of its own, installed editable beside the
+# project so the tests import it and run its audio-client command.
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ not found (tried python3, python3.13, python3.12, python3.11)"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -e ./clients/python
 	@touch $(STAMP)
 
 install: $(STAMP)
