@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from shared import keys
 from shared.events import EventHub
+from shared.redis import REDIS_DOWN_ERRORS
 from shared.tasks import Status
 
 #: Seconds between status checks when no event arrives (pub/sub may drop one across a
@@ -35,6 +36,15 @@ async def cancelled(redis: Redis, task_id: str) -> bool:
     return await redis.hget(keys.task(task_id), "status") == Status.CANCELLED.value.encode()
 
 
+async def _cancelled_or_unknown(redis: Redis, task_id: str) -> bool:
+    # Redis away: not known to be cancelled. The work's own Redis calls meet the same outage
+    # and are handled where they are; the watcher must not abandon the work for it.
+    try:
+        return await cancelled(redis, task_id)
+    except REDIS_DOWN_ERRORS:
+        return False
+
+
 async def unless_cancelled(
     hub: EventHub, redis: Redis, task_id: str, work: Coroutine[Any, Any, None]
 ) -> bool:
@@ -43,21 +53,20 @@ async def unless_cancelled(
     job = asyncio.ensure_future(work)
     try:
         async with hub.watch(task_id) as watch:
-            while True:
+            while not job.done():
                 woken = asyncio.ensure_future(watch.wait(RECHECK))
-                done, _ = await asyncio.wait({job, woken}, return_when=asyncio.FIRST_COMPLETED)
-                if job in done:
-                    woken.cancel()
-                    try:
-                        job.result()
-                    except TaskCancelled:
-                        return True
-                    return False
-                if await cancelled(redis, task_id):
+                await asyncio.wait({job, woken}, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if not job.done() and await _cancelled_or_unknown(redis, task_id):
                     job.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await job
                     return True
+        try:
+            job.result()
+        except TaskCancelled:
+            return True
+        return False
     finally:
         if not job.done():
             job.cancel()
