@@ -24,6 +24,8 @@ from services.gateway.docs import docs_page
 from services.gateway.errors import error_middleware
 from services.gateway.health import health
 from services.gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
+from services.gateway.openai import setup_openai
+from services.gateway.openai.docs import document as document_openai
 from services.gateway.openapi import build_spec, openapi_json
 from services.gateway.policy import document
 from services.gateway.ratelimit import LIMITER, RateLimiter, ratelimit_middleware
@@ -103,9 +105,11 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.cleanup_ctx.append(blob_store_ctx(settings))
     app.cleanup_ctx.append(redis_pool)
     add_routes(app)
+    setup_openai(app, settings)
     setup_admin(app)
     spec = build_spec(app)
     document(spec, app, settings)
+    document_openai(spec)
     app[OPENAPI_SPEC] = spec
     setup_cors(app, settings)
     return app

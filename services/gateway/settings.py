@@ -167,6 +167,12 @@ class GatewaySettings(RedisSettings, BlobSettings):
         "seconds a connection may wait for a complete request head (first or next keep-alive "
         "request) before it is closed",
     )
+    sync_wait: float = setting(
+        _seconds(3600),
+        120.0,
+        "seconds an OpenAI-compatible /v1 call waits for its task to end; past that it "
+        "answers 504 with the task's Location (docs/openai.md)",
+    )
     queue_metrics_interval: float = setting(
         _seconds(),
         5.0,
