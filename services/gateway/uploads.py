@@ -12,7 +12,7 @@ failing), :class:`Staging` aborts the upload, so nothing is left behind.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -71,7 +71,7 @@ async def read_form(
     file_fields: Collection[str],
     max_file_bytes: int,
     staging: Staging,
-    repeatable: Collection[str] = (),
+    repeatable: Container[str] = (),
 ) -> dict[str, Any]:
     """Read a multipart form: text fields as str, ``file_fields`` as :class:`Upload`
     (streamed into ``staging``, not committed), ``repeatable`` text fields as lists of str

@@ -69,6 +69,16 @@ def transcriptions_handler(schema: Schema) -> Handler:
     return transcriptions
 
 
+class _AllBut:
+    """Every field name but ``names``: the form fields that may come more than once."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = frozenset(names)
+
+    def __contains__(self, name: object) -> bool:
+        return name not in self.names
+
+
 async def transcribe(request: web.Request, schema: Schema) -> web.StreamResponse:
     app = request.app
     settings = app[SETTINGS]
@@ -79,12 +89,14 @@ async def transcribe(request: web.Request, schema: Schema) -> web.StreamResponse
         else asyncio.timeout(settings.body_timeout)
     )
     staging = CopyingStaging(app[BLOBS], keys.input_blob(new_task_id()))
+    # Arrays (timestamp_granularities[]) repeat, and so may fields this gateway ignores.
+    repeatable = _AllBut(set(schema.fields) - {GRANULARITIES})
     try:
         try:
             with storage_errors("upload"):
                 async with deadline:
                     raw = await read_form(
-                        request, {"file"}, settings.max_upload_bytes, staging, (GRANULARITIES,)
+                        request, {"file"}, settings.max_upload_bytes, staging, repeatable
                     )
         except TimeoutError:
             return await body_timeout(request, settings.body_timeout)
