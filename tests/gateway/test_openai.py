@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import openai
 import pytest
 from aiohttp import FormData
 from redis.asyncio import Redis
 
+from devnet.redis_server import free_port
 from services.gateway.apikeys import ApiKeys
 from shared import keys
 from shared.store import TaskStore
 from shared.tasks import Status
 
-from .conftest import assert_nothing_stored
+from .conftest import assert_nothing_stored, gateway_process
 
 #: The gateway's SYNC_WAIT in the tests that expect a 504: no validator runs here, so a
 #: call would otherwise wait the shipped 120 s for a task nobody works on.
@@ -151,3 +153,65 @@ async def test_a_failed_task_is_a_502_with_its_reason(client, redis):
     await sdk.close()
     assert failed.value.status_code == 502
     assert failed.value.body["code"] == "task_failed" and reason in failed.value.body["message"]
+
+
+async def _leave_during_wait(host: str, port: int, redis: Redis) -> str:
+    """Send a speech call, wait until its task is stored, hang up; the task's id."""
+    _, writer = await asyncio.open_connection(host, port)
+    body = b'{"model": "tts-1", "input": "hello", "voice": "alloy"}'
+    writer.write(
+        b"POST /v1/audio/speech HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    await writer.drain()
+    for _ in range(400):
+        if found := await _tasks(redis):
+            break
+        await asyncio.sleep(0.05)
+    writer.close()
+    await writer.wait_closed()
+    return found[0].decode().rsplit(":", 1)[1]
+
+
+LEFT = 'gateway_http_requests_total{method="POST",route="/v1/audio/speech",status="499"} 1.0'
+
+
+async def _metrics_show_it_left(get_metrics) -> bool:
+    for _ in range(400):
+        if LEFT in await get_metrics():
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_client_that_leaves_ends_its_wait_and_its_task_stays(redis_server, redis):
+    """The gateway as it ships (a process, no handler cancellation, SYNC_WAIT 120 s): the
+    wait ends with the connection, not with the timer, and the task stays queued."""
+    port = free_port()
+    env = {"REDIS_URL": redis_server.url, "HOST": "127.0.0.1", "PORT": str(port)}
+    env["ENVIRONMENT"] = "test"
+    with gateway_process(env) as (_, status):
+        assert status == 200
+        task_id = await _leave_during_wait("127.0.0.1", port, redis)
+        async with aiohttp.ClientSession() as session:
+
+            async def get_metrics() -> str:
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    return await resp.text()
+
+            assert await _metrics_show_it_left(get_metrics)
+    task = await TaskStore(redis, 3600).get(task_id)
+    assert task is not None and task.status is Status.PENDING
+
+
+async def test_a_cancelled_handler_keeps_its_task(client, redis):
+    """Served with aiohttp's handler cancellation (as aiohttp's test server runs): the
+    submission is shielded, so the task is whole and stays queued."""
+    task_id = await _leave_during_wait(client.host, client.port, redis)
+
+    async def get_metrics() -> str:
+        return await (await client.get("/metrics")).text()
+
+    assert await _metrics_show_it_left(get_metrics)
+    task = await TaskStore(redis, 3600).get(task_id)
+    assert task is not None and task.status is Status.PENDING
