@@ -147,7 +147,14 @@ class GatewaySettings(RedisSettings, BlobSettings):
     )
     cors_allow_headers: tuple[str, ...] = setting(
         NameList(),
-        ("Authorization", "Content-Type", "Idempotency-Key", "X-API-Key", "X-Request-ID"),
+        (
+            "Authorization",
+            "Content-Type",
+            "Idempotency-Key",
+            "X-API-Key",
+            "X-Priority",
+            "X-Request-ID",
+        ),
         "request headers allowed to CORS origins",
     )
     cors_max_age: int = setting(

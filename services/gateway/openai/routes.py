@@ -88,7 +88,7 @@ async def transcribe(request: web.Request, schema: Schema) -> web.StreamResponse
         if request.content.is_eof()
         else asyncio.timeout(settings.body_timeout)
     )
-    staging = CopyingStaging(app[BLOBS], keys.input_blob(new_task_id()))
+    staging = CopyingStaging(app[BLOBS], keys.input_blob(new_task_id()), settings.blob_spool_dir)
     # Arrays (timestamp_granularities[]) repeat, and so may fields this gateway ignores.
     repeatable = _AllBut(set(schema.fields) - {GRANULARITIES})
     try:
@@ -106,6 +106,7 @@ async def transcribe(request: web.Request, schema: Schema) -> web.StreamResponse
         data = load(schema, raw)
         staging.copy.seek(0)
         duration = await asyncio.to_thread(encoders.duration, staging.copy)
+        staging.copy.close()  # not kept for the wait
         native = _native("audio_file", data["file"], data["language"], priority)
         task = await sync.run(request, _kind(app, TaskType.TRANSCRIPTION), native)
         text = (await _output(request, task)).decode("utf-8", errors="replace")

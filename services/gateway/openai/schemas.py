@@ -89,7 +89,11 @@ def transcription_schema(settings: GatewaySettings) -> Schema:
                 fields.Float(validate=validate.Range(min=0, max=1)), "sampling temperature"
             ),
             GRANULARITIES: _ignored(
-                fields.List(fields.String(validate=validate.OneOf(["word", "segment"]))),
+                # At most both: a form holds at most MAX_PARTS parts (uploads.py).
+                fields.List(
+                    fields.String(validate=validate.OneOf(["word", "segment"])),
+                    validate=validate.Length(max=2),
+                ),
                 "timestamp granularities",
             ),
             "stream": fields.Boolean(
