@@ -4,6 +4,7 @@ error shape, the 504 past SYNC_WAIT and the 502 of a failed task, with the OpenA
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import openai
@@ -11,6 +12,7 @@ import pytest
 from aiohttp import FormData
 from redis.asyncio import Redis
 
+from devnet import audio
 from devnet.redis_server import free_port
 from services.gateway.apikeys import ApiKeys
 from shared import keys
@@ -153,6 +155,37 @@ async def test_a_failed_task_is_a_502_with_its_reason(client, redis):
     await sdk.close()
     assert failed.value.status_code == 502
     assert failed.value.body["code"] == "task_failed" and reason in failed.value.body["message"]
+
+
+async def test_without_miner_segments_one_segment_spans_the_audio(client, redis, wav):
+    sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=await _key(redis))
+
+    async def complete_it() -> None:
+        # The validator's part: an answer without segments, stored the way it stores one.
+        for _ in range(400):
+            if found := await _tasks(redis):
+                break
+            await asyncio.sleep(0.05)
+        task_id = found[0].decode().rsplit(":", 1)[1]
+        assert await TaskStore(redis, 3600).transition(
+            task_id,
+            Status.COMPLETED,
+            expect=[Status.PENDING],
+            fields={"result": json.dumps({"model_used": "m", "miner_uid": 1})},
+            output=b"hello world",
+        )
+
+    completer = asyncio.create_task(complete_it())
+    verbose = await sdk.audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", wav), response_format="verbose_json"
+    )
+    await completer
+    await sdk.close()
+    seconds = audio.duration(wav)
+    assert verbose.text == "hello world" and verbose.duration == pytest.approx(seconds)
+    (segment,) = verbose.segments
+    assert (segment.start, segment.text) == (0, "hello world")
+    assert segment.end == pytest.approx(seconds)
 
 
 async def _leave_during_wait(host: str, port: int, redis: Redis) -> str:

@@ -85,7 +85,7 @@ def duration(file: IO[bytes]) -> float | None:
     """Seconds of audio in ``file`` (any container FFmpeg reads), or None if it does not
     decode. The container's own figure when it states one, else the decoded samples."""
     try:
-        with av.open(file) as container:
+        with av.open(file, mode="r") as container:
             stream = container.streams.audio[0]
             if stream.duration is not None and stream.time_base is not None:
                 return float(stream.duration * stream.time_base)
