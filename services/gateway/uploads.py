@@ -96,15 +96,14 @@ async def read_form(
             name = part.name
             if not name:
                 raise ApiError(400, "invalid_multipart", "a form part has no name")
+            if name in form and name not in repeatable:
+                raise ApiError(400, "duplicate_field", f"{name} is given twice", name)
             parts += 1
             if parts > MAX_PARTS:
                 raise ApiError(400, "invalid_multipart", f"more than {MAX_PARTS} form fields")
             if name in repeatable:
                 form.setdefault(name, []).append(await _read_text(part, name))
-                continue
-            if name in form:
-                raise ApiError(400, "duplicate_field", f"{name} is given twice", name)
-            if name in file_fields:
+            elif name in file_fields:
                 form[name] = await _read_file(part, name, max_file_bytes, staging)
             else:
                 form[name] = await _read_text(part, name)
