@@ -13,14 +13,13 @@ _POLL = 0.2
 
 
 async def wait_final(app: web.Application, task_id: str, timeout: float) -> Task | None:  # noqa: ASYNC109
-    """The task once it is final, or None when ``timeout`` seconds pass first."""
+    """The task as soon as it is final, else its state after ``timeout`` seconds; None if
+    it does not exist."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
         task = await app[STORE].get(task_id)
-        if task is not None and task.status in FINAL_STATUSES:
-            return task
         remaining = deadline - loop.time()
-        if remaining <= 0:
-            return None
+        if task is None or task.status in FINAL_STATUSES or remaining <= 0:
+            return task
         await asyncio.sleep(min(_POLL, remaining))

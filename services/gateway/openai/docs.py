@@ -85,6 +85,7 @@ _TASK_ERRORS = {
     "413": _error("the body exceeds the size limit"),
     "415": _error("wrong Content-Type"),
     "422": _error("the Idempotency-Key was used for a different request"),
+    "409": _error("the task was cancelled while the call waited (task_cancelled)", **_TASK_HEADERS),
     "502": _error("the task failed (code task_failed); the message says why", **_TASK_HEADERS),
     "503": _error("Redis or the blob store is unreachable; not accepted"),
     "504": _error(

@@ -22,7 +22,7 @@ from services.gateway.openai.errors import TaskError
 from services.gateway.state import IDENTITY, SETTINGS
 from services.gateway.submissions import TaskKind, accept
 from services.gateway.waiting import wait_final
-from shared.tasks import PRIORITY_ORDER, Priority, Status, Task
+from shared.tasks import FINAL_STATUSES, PRIORITY_ORDER, Priority, Status, Task
 
 log = structlog.get_logger("gateway.openai")
 
@@ -51,8 +51,8 @@ def priority(request: web.Request) -> str:
 
 async def run(request: web.Request, kind: TaskKind, data: dict[str, Any]) -> Task:
     """Store the task ``data`` describes (the native submission's validated fields) and
-    wait for it: the completed task, or :class:`TaskError` (504 still running, 502 failed),
-    or :class:`ClientLeft`."""
+    wait for it: the completed task, or :class:`TaskError` (504 still running, 502 failed,
+    409 cancelled), or :class:`ClientLeft`."""
     app, owner = request.app, request.get(IDENTITY)
     claim = None
     key = idempotency.header_value(request)
@@ -64,7 +64,7 @@ async def run(request: web.Request, kind: TaskKind, data: dict[str, Any]) -> Tas
     task_id, location = accepted.task_id, accepted.location
     seconds = app[SETTINGS].sync_wait
     task = await _wait(request, task_id, seconds)
-    if task is None:
+    if task is None or task.status not in FINAL_STATUSES:
         log.info("sync_wait_exceeded", task_id=task_id, seconds=seconds)
         raise TaskError(
             504,
@@ -74,10 +74,14 @@ async def run(request: web.Request, kind: TaskKind, data: dict[str, Any]) -> Tas
             task_id,
             location,
         )
-    if task.status is not Status.COMPLETED:
+    if task.status is Status.FAILED:
         raise TaskError(
             502, "task_failed", f"task {task_id} failed: {task.error}", task_id, location
         )
+    if task.status is not Status.COMPLETED:
+        # Another final status (cancelled, with DELETE /api/v1/tasks/{id}): no result.
+        status = task.status.value
+        raise TaskError(409, f"task_{status}", f"task {task_id} was {status}", task_id, location)
     return task
 
 
