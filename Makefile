@@ -41,8 +41,12 @@ tools:
 ## Two pytest workers (pytest-xdist), one test file each at a time: most tests wait on real
 ## servers rather than compute, so two workers on two cores roughly halve the wall time.
 ## espeak-ng gives the end-to-end tests real speech; where apt-get cannot install it they say
-## so and use a WAV without the embedded transcript, the same case for the devnet.
+## so and use a WAV without the embedded transcript, the same case for the devnet. curl runs
+## the README's examples (tests/e2e/test_as_shipped.py, tests/e2e/test_openai.py).
 test: $(STAMP) tools
+	@command -v curl >/dev/null || ! command -v apt-get >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq curl >/dev/null; } || \
+		echo "curl could not be installed: the README curl tests will fail"
 	@command -v espeak-ng >/dev/null || ! command -v apt-get >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq espeak-ng >/dev/null; } || \
 		echo "espeak-ng could not be installed: tests/e2e/test_as_shipped.py uses devnet.audio"

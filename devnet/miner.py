@@ -3,8 +3,9 @@
 Every request must carry valid btauth/1 headers bound to this miner's hotkey, or it gets a
 401. Behaviour profiles: accurate (the right answer), noisy (words substituted or dropped at
 a word error rate), slow (extra latency), flaky (500s at a failure rate) and garbage (random
-junk). Transcription "reads" the text embedded in the WAV (devnet.audio); TTS writes such
-WAVs; summarization keeps the leading sentences, and returns a text too short to summarize
+junk). Transcription "reads" the text embedded in the WAV (devnet.audio) and answers it in
+timed segments too (times shared out by word count); TTS writes such WAVs; summarization
+keeps the leading sentences, and returns a text too short to summarize
 (shared.tasks.SHORT_TEXT_WORDS words or fewer) as it is.
 
 There is no speech model here: every profile declines audio without the embedded text
@@ -42,6 +43,8 @@ PROFILES = ("accurate", "noisy", "slow", "flaky", "garbage")
 TASK_TYPES = ("transcription", "tts", "summarization")
 MAX_BODY = 64 * 1024 * 1024
 SUMMARY_SHARE = 0.25
+#: Words per transcription segment.
+SEGMENT_WORDS = 8
 
 
 @dataclass
@@ -155,13 +158,14 @@ async def _answer(app: web.Application, task_type: str, source: str) -> web.Resp
         return _error(422, "unsupported_audio", str(exc))
     except (binascii.Error, ValueError):
         return _error(400, "bad_input", "input does not decode")
-    return web.json_response(
-        {
-            "output": output,
-            "model": f"devnet-{config.profile}",
-            "processing_time": round(time.perf_counter() - started, 4),
-        }
-    )
+    answer: dict[str, Any] = {
+        "output": output,
+        "model": f"devnet-{config.profile}",
+        "processing_time": round(time.perf_counter() - started, 4),
+    }
+    if task_type == "transcription":
+        answer["segments"] = timed_segments(output, audio.duration(base64.b64decode(source)))
+    return web.json_response(answer)
 
 
 def _transcribe(config: ProfileConfig, rng: random.Random, source: str) -> str:
@@ -186,6 +190,21 @@ def _summarize(config: ProfileConfig, rng: random.Random, source: str) -> str:
 
 
 PRODUCERS = {"transcription": _transcribe, "tts": _speak, "summarization": _summarize}
+
+
+def timed_segments(text: str, seconds: float) -> list[dict[str, Any]]:
+    """The transcript in segments of up to SEGMENT_WORDS words over the audio's ``seconds``,
+    each timed by its share of the words: the devnet has no aligner, so the times are
+    estimates, as the optional segments of docs/protocol.md allow."""
+    words = text.split()
+    chunks = [words[i : i + SEGMENT_WORDS] for i in range(0, len(words), SEGMENT_WORDS)]
+    segments, done = [], 0
+    for chunk in chunks:
+        start = seconds * done / len(words)
+        done += len(chunk)
+        end = seconds * done / len(words)
+        segments.append({"start": round(start, 3), "end": round(end, 3), "text": " ".join(chunk)})
+    return segments
 
 
 def leading_sentences(text: str, share: float = SUMMARY_SHARE) -> str:

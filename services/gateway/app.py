@@ -26,6 +26,8 @@ from services.gateway.errors import error_middleware
 from services.gateway.events import event_hub_ctx, task_events
 from services.gateway.health import health
 from services.gateway.metrics import METRICS, GatewayMetrics, metrics_endpoint
+from services.gateway.openai import setup_openai
+from services.gateway.openai.docs import document as document_openai
 from services.gateway.openapi import build_spec, openapi_json
 from services.gateway.policy import document
 from services.gateway.ratelimit import LIMITER, RateLimiter, ratelimit_middleware
@@ -108,9 +110,11 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app.cleanup_ctx.append(redis_pool)
     app.cleanup_ctx.append(event_hub_ctx)
     add_routes(app)
+    setup_openai(app, settings)
     setup_admin(app)
     spec = build_spec(app)
     document(spec, app, settings)
+    document_openai(spec)
     app[OPENAPI_SPEC] = spec
     setup_cors(app, settings)
     return app

@@ -8,7 +8,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from services.gateway.errors import ApiError, error_response
+from services.gateway.errors import ApiError, render_error
 from shared.http import REQUEST_ID_HEADER, REQUEST_ID_KEY
 
 log = structlog.get_logger("gateway.bodies")
@@ -45,8 +45,8 @@ async def body_timeout(request: web.Request, seconds: float) -> web.Response:
     connection for up to 10 s more (its lingering close, reading what is left of the body),
     and a stalled client is owed nothing after its answer."""
     log.info("body_timeout", path=request.path, seconds=seconds)
-    response = error_response(
-        408, "request_timeout", f"the request body did not arrive within {seconds:g} s"
+    response = render_error(
+        request, 408, "request_timeout", f"the request body did not arrive within {seconds:g} s"
     )
     response.headers[REQUEST_ID_HEADER] = request.get(REQUEST_ID_KEY, "")
     response.force_close()

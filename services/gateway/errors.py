@@ -2,13 +2,15 @@
 
 Every failure leaves the gateway as ``{"error": {"code", "message", "field"}}``, including
 aiohttp's own 404/405/413, Redis outages and a full Redis (503), so clients parse a single
-shape.
+shape. An API surface with an error shape of its own (the OpenAI-compatible /v1) registers
+a renderer for its path prefix in :data:`ERROR_RENDERERS`; the same failures then leave in
+that shape.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -33,6 +35,12 @@ _HTTP_CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
 }
+
+
+#: Renders (status, code, message, field, headers) as a response.
+Renderer = Callable[[int, str, str, str | None, Mapping[str, str]], web.Response]
+#: App key: ((path prefix, renderer), ...); a path under a prefix gets that renderer's shape.
+ERROR_RENDERERS = web.AppKey("error_renderers", tuple)
 
 
 class ApiError(Exception):
@@ -70,6 +78,21 @@ def error_response(
     return response
 
 
+def render_error(
+    request: web.Request,
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
+    """The error in the shape of the API surface ``request`` is on."""
+    for prefix, render in request.app.get(ERROR_RENDERERS, ()):
+        if request.path.startswith(prefix):
+            return render(status, code, message, field, headers or {})
+    return error_response(status, code, message, field, headers)
+
+
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
     code = _HTTP_CODES.get(exc.status) or re.sub(r"\W+", "_", exc.reason.lower()).strip("_")
     if exc.status == 404:
@@ -79,7 +102,7 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     else:
         message = exc.text or exc.reason
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
-    return error_response(exc.status, code, message, None, headers)
+    return render_error(request, exc.status, code, message, None, headers)
 
 
 @web.middleware
@@ -88,7 +111,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return exc.response()
+        return render_error(request, exc.status, exc.code, exc.message, exc.field, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -96,7 +119,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except REDIS_UNAVAILABLE as exc:
         # Includes a Sentinel failover in progress: no master named yet, or a demoted one.
         log.warning("redis_unavailable", path=request.path, error=str(exc))
-        return error_response(
+        return render_error(
+            request,
             503,
             "redis_unavailable",
             "task storage is unreachable, retry later",
@@ -106,15 +130,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if storage_full(exc):
             # Redis refused the write before making it: nothing of the request was stored.
             log.warning("redis_storage_full", path=request.path, error=str(exc))
-            return error_response(
+            return render_error(
+                request,
                 503,
                 "storage_full",
                 "task storage is full (Redis maxmemory reached); nothing was stored, retry later",
                 headers={"Retry-After": STORAGE_FULL_RETRY_AFTER},
             )
         log.exception("redis_error", path=request.path)
-        return error_response(503, "storage_error", "task storage failed, retry later")
+        return render_error(request, 503, "storage_error", "task storage failed, retry later")
     except Exception:
         # Not swallowed: logged with its traceback, answered as JSON rather than HTML.
         log.exception("unhandled_error", path=request.path)
-        return error_response(500, "internal_error", "internal server error")
+        return render_error(request, 500, "internal_error", "internal server error")

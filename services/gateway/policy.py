@@ -1,9 +1,11 @@
 """Which protections each route gets, and how the OpenAPI document shows them.
 
-- submissions: rate group ``submit``; an API key when API_KEYS_REQUIRED;
+- submissions (the /v1 transcription and speech calls too): rate group ``submit``; an API
+  key when API_KEYS_REQUIRED;
 - task reads (status, output, listing, events) and cancellation: group ``read``; an API
   key when required;
-- stats, the OpenAPI document and the docs page: group ``meta``; open to anonymous callers;
+- stats, /v1/models, the OpenAPI document and the docs page: group ``meta``; open to
+  anonymous callers;
 - health and /metrics: nothing. Probes and scrapers carry no key, and both are cheap.
 
 A key sent to an open route is still checked (a wrong one is a 401) and counted under
@@ -34,6 +36,8 @@ _META = Policy("meta", tasks=False)
 #: Route name -> policy; routes not listed (health, metrics) are unprotected.
 ROUTES: dict[str, Policy] = {
     **{f"submit_{t.value}": _SUBMIT for t in TaskType},
+    "openai_transcriptions": _SUBMIT,
+    "openai_speech": _SUBMIT,
     "get_task": _READ,
     "get_output": _READ,
     "cancel_task": _READ,
@@ -42,6 +46,7 @@ ROUTES: dict[str, Policy] = {
     "stats": _META,
     "openapi": _META,
     "docs": _META,
+    "openai_models": _META,
 }
 
 BEARER, API_KEY_HEADER = "bearerAuth", "apiKeyAuth"

@@ -154,6 +154,7 @@ class GatewaySettings(RedisSettings, BlobSettings):
             "Content-Type",
             "Idempotency-Key",
             "X-API-Key",
+            "X-Priority",
             "X-Request-ID",
             "Last-Event-ID",
         ),
@@ -175,6 +176,12 @@ class GatewaySettings(RedisSettings, BlobSettings):
         15.0,
         "seconds a connection may wait for a complete request head (first or next keep-alive "
         "request) before it is closed",
+    )
+    sync_wait: float = setting(
+        _seconds(3600),
+        120.0,
+        "seconds an OpenAI-compatible /v1 call waits for its task to end; past that it "
+        "answers 504 with the task's Location (docs/openai.md)",
     )
     queue_metrics_interval: float = setting(
         _seconds(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +99,31 @@ async def submit(
     The input is what the validator hands to miners: an :class:`Upload` (committed here,
     under the task id its staging name carries) or text (stored as UTF-8). A blob store
     that is away gets 503 ``storage_unavailable``; the upload is then not committed."""
+    accepted = await accept(app, kind, data, owner, claim)
+    if accepted.replay is not None:
+        return accepted.replay
+    return web.json_response(accepted.body, status=202, headers={"Location": accepted.location})
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A stored submission: its task id, the 202 body and Location, or (an Idempotency-Key
+    repeat) the first answer to replay, whose body names the task."""
+
+    task_id: str
+    body: dict[str, Any]
+    location: str
+    replay: web.Response | None = None
+
+
+async def accept(
+    app: web.Application,
+    kind: TaskKind,
+    data: dict[str, Any],
+    owner: str | None,
+    claim: Claim | None = None,
+) -> Accepted:
+    """:func:`submit`'s work, for API surfaces that answer in their own shape (/v1)."""
     with storage_errors("submit"):
         return await _submit(app, kind, data, owner, claim)
 
@@ -108,7 +134,7 @@ async def _submit(
     data: dict[str, Any],
     owner: str | None,
     claim: Claim | None,
-) -> web.Response:
+) -> Accepted:
     settings = app[SETTINGS]
     value = data[kind.input_field]
     upload = value if isinstance(value, Upload) else None
@@ -152,7 +178,9 @@ async def _submit(
             stored = await store.create_once(task, payload, guard)
             if stored is not None:
                 log.info("idempotent_replay", task_type=task.task_type.value, owner=owner)
-                return claim.replay(stored)
+                replay = claim.replay(stored)
+                first = json.loads(stored)
+                return Accepted(first["body"]["task_id"], first["body"], first["location"], replay)
     except NotReplicated as exc:
         await _withdraw(app, task, guard_key, exc)
         raise ApiError(
@@ -172,7 +200,7 @@ async def _submit(
         estimate=estimate,
         owner=owner,
     )
-    return web.json_response(body, status=202, headers={"Location": location})
+    return Accepted(task.task_id, body, location)
 
 
 async def _withdraw(

@@ -12,7 +12,7 @@ failing), :class:`Staging` aborts the upload, so nothing is left behind.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+from collections.abc import Collection, Container
 from typing import Any
 
 from aiohttp import BodyPartReader, web
@@ -67,11 +67,16 @@ class Staging:
 
 
 async def read_form(
-    request: web.Request, file_fields: Collection[str], max_file_bytes: int, staging: Staging
+    request: web.Request,
+    file_fields: Collection[str],
+    max_file_bytes: int,
+    staging: Staging,
+    repeatable: Container[str] = (),
 ) -> dict[str, Any]:
     """Read a multipart form: text fields as str, ``file_fields`` as :class:`Upload`
-    (streamed into ``staging``, not committed). Raises :class:`ClientGone` when the client
-    disconnects midway."""
+    (streamed into ``staging``, not committed), ``repeatable`` text fields as lists of str
+    (array fields such as ``timestamp_granularities[]``). Raises :class:`ClientGone` when
+    the client disconnects midway."""
     if request.content_type != MULTIPART:
         raise ApiError(
             415,
@@ -82,6 +87,7 @@ async def read_form(
     if length is not None and length > max_file_bytes + FORM_OVERHEAD:
         raise _too_large(next(iter(file_fields), None), max_file_bytes)
     form: dict[str, Any] = {}
+    parts = 0
     try:
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
@@ -90,11 +96,14 @@ async def read_form(
             name = part.name
             if not name:
                 raise ApiError(400, "invalid_multipart", "a form part has no name")
-            if name in form:
+            if name in form and name not in repeatable:
                 raise ApiError(400, "duplicate_field", f"{name} is given twice", name)
-            if len(form) >= MAX_PARTS:
+            parts += 1
+            if parts > MAX_PARTS:
                 raise ApiError(400, "invalid_multipart", f"more than {MAX_PARTS} form fields")
-            if name in file_fields:
+            if name in repeatable:
+                form.setdefault(name, []).append(await _read_text(part, name))
+            elif name in file_fields:
                 form[name] = await _read_file(part, name, max_file_bytes, staging)
             else:
                 form[name] = await _read_text(part, name)

@@ -27,6 +27,9 @@ from shared.logging import get_logger
 log = get_logger("validator.client")
 
 MAX_MODEL_NAME = 128
+#: Most timed segments kept from one answer (docs/protocol.md); an answer with more keeps
+#: its text and loses its segments.
+MAX_SEGMENTS = 10_000
 
 
 #: Bodies larger than this are sent in slices of this size, each awaited: a socket's write
@@ -75,6 +78,9 @@ class MinerResponse:
     reported_time: float | None = None
     error: str | None = None
     nonce: str | None = None
+    #: A transcription's optional timed segments, [{start, end, text}], as the miner sent
+    #: them if they were well formed (docs/protocol.md).
+    segments: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -140,7 +146,7 @@ class MinerClient:
                     url, data=data, headers=headers, allow_redirects=False
                 ) as resp:
                     raw = await self._read(resp)
-            output, model, reported = _parse(raw, binary=binary)
+            output, model, reported, segments = _parse(raw, binary=binary)
         except TimeoutError:
             return self._failed(miner, start, "timeout", nonce)
         except aiohttp.ClientError as exc:
@@ -154,6 +160,7 @@ class MinerClient:
             model=model,
             reported_time=reported,
             nonce=nonce,
+            segments=segments,
         )
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
@@ -179,8 +186,11 @@ async def _slices(body: bytes | bytearray) -> AsyncIterator[memoryview]:
         yield view[start : start + SEND_SLICE]
 
 
-def _parse(raw: bytes, *, binary: bool) -> tuple[bytes, str, float | None]:
-    """Validate a 200 answer: {"output", "model", "processing_time"} with a non-empty output."""
+def _parse(
+    raw: bytes, *, binary: bool
+) -> tuple[bytes, str, float | None, list[dict[str, Any]] | None]:
+    """Validate a 200 answer: {"output", "model", "processing_time"} with a non-empty output,
+    and a text answer's optional ``segments``."""
     try:
         answer = json.loads(raw)
     except (ValueError, RecursionError):
@@ -199,7 +209,25 @@ def _parse(raw: bytes, *, binary: bool) -> tuple[bytes, str, float | None]:
         data = output.encode("utf-8", errors="replace")
     model = answer.get("model")
     model = model[:MAX_MODEL_NAME] if isinstance(model, str) and model else "unknown"
-    return data, model, _seconds(answer.get("processing_time"))
+    segments = None if binary else _segments(answer.get("segments"))
+    return data, model, _seconds(answer.get("processing_time")), segments
+
+
+def _segments(value: Any) -> list[dict[str, Any]] | None:
+    """Well-formed segments (start <= end, in order of start), rounded to milliseconds; None
+    when absent or malformed (the answer still counts: segments are optional)."""
+    if not isinstance(value, list) or not value or len(value) > MAX_SEGMENTS:
+        return None
+    segments, previous_start = [], 0.0
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            return None
+        start, end = _seconds(item.get("start")), _seconds(item.get("end"))
+        if start is None or end is None or start < previous_start or end < start:
+            return None
+        segments.append({"start": round(start, 3), "end": round(end, 3), "text": item["text"]})
+        previous_start = start
+    return segments
 
 
 def _seconds(value: Any) -> float | None:

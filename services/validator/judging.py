@@ -67,6 +67,8 @@ class Scored:
             "accuracy_reason": self.judged.reason if accuracy is None else None,
             "speed_score": round(self.speed, 4),
             "miner_uid": r.miner.uid,
+            # The transcript's timed segments, when the miner gave them (docs/protocol.md).
+            **({"segments": r.segments} if r.segments else {}),
         }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import sys
 
@@ -62,6 +63,12 @@ async def test_accurate_answers_each_task_type(make_client, validator_wallet, mi
     answer = await resp.json()
     assert answer["output"] == TEXT and answer["model"] == "devnet-accurate"
     assert isinstance(answer["processing_time"], float)
+    # Timed segments (docs/protocol.md): the transcript, over the audio from start to end.
+    segments = answer["segments"]
+    assert " ".join(s["text"] for s in segments) == TEXT and len(segments) > 1
+    seconds = audio.duration(audio.synthesize(TEXT))
+    assert segments[0]["start"] == 0 and segments[-1]["end"] == round(seconds, 3)
+    assert all(a["end"] == b["start"] for a, b in itertools.pairwise(segments))
 
     resp, _ = await post(client, validator_wallet, hotkey, "tts", job("tts", TEXT))
     speech = base64.b64decode((await resp.json())["output"])

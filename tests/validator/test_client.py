@@ -15,6 +15,7 @@ from services.validator.client import MinerClient, MinerRequest
 from services.validator.miners import Miner
 
 LIMIT = 4096
+SEGMENTS = [{"start": 0, "end": 0.5004, "text": "one"}, {"start": 0.5, "end": 1.25, "text": "two"}]
 
 
 def hostile_app(hotkey: str) -> web.Application:
@@ -32,6 +33,10 @@ def hostile_app(hotkey: str) -> web.Application:
         "badb64": lambda: web.json_response({"output": "%%%not base64%%%"}),
         "weird": lambda: web.json_response(
             {"output": "\ud800 ok", "model": 7, "processing_time": 1e400}
+        ),
+        "segments": lambda: web.json_response({"output": "one two", "segments": SEGMENTS}),
+        "badsegments": lambda: web.json_response(
+            {"output": "one two", "segments": [{"start": 2, "end": 1, "text": "two"}]}
         ),
     }
 
@@ -99,6 +104,20 @@ async def test_a_sound_answer_and_odd_fields(hostile, client):
     weird = await client.query(Miner(1, hotkey, f"{base}/weird"), request(), binary=False)
     assert weird.ok and weird.model == "unknown" and weird.reported_time is None
     assert weird.output.endswith(b" ok")
+
+
+async def test_segments_are_kept_when_well_formed_and_dropped_otherwise(hostile, client):
+    hotkey, base = hostile
+    good = await client.query(Miner(1, hotkey, f"{base}/segments"), request(), binary=False)
+    assert good.ok and good.segments == [
+        {"start": 0.0, "end": 0.5, "text": "one"},
+        {"start": 0.5, "end": 1.25, "text": "two"},
+    ]
+    # Segments are optional: malformed ones (an end before its start) go, the answer stays.
+    bad = await client.query(Miner(1, hotkey, f"{base}/badsegments"), request(), binary=False)
+    assert bad.ok and bad.output == b"one two" and bad.segments is None
+    plain = await client.query(Miner(1, hotkey, f"{base}/ok"), request(), binary=False)
+    assert plain.segments is None
 
 
 async def test_binary_outputs_must_be_base64(hostile, client):
