@@ -157,6 +157,31 @@ async def test_a_failed_task_is_a_502_with_its_reason(client, redis):
     assert failed.value.body["code"] == "task_failed" and reason in failed.value.body["message"]
 
 
+async def test_a_task_cancelled_during_the_wait_is_a_409(client, redis):
+    key = await _key(redis)
+    sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=key)
+
+    async def cancel_it() -> int:
+        # The owner cancels through the native API while the /v1 call waits.
+        for _ in range(400):
+            if found := await _tasks(redis):
+                break
+            await asyncio.sleep(0.05)
+        task_id = found[0].decode().rsplit(":", 1)[1]
+        resp = await client.delete(
+            f"/api/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {key}"}
+        )
+        return resp.status
+
+    canceller = asyncio.create_task(cancel_it())
+    with pytest.raises(openai.APIStatusError) as refused:
+        await sdk.audio.speech.create(model="tts-1", voice="alloy", input="hello")
+    assert await canceller == 200
+    await sdk.close()
+    assert refused.value.status_code == 409
+    assert refused.value.body["code"] == "task_cancelled"
+
+
 async def test_without_miner_segments_one_segment_spans_the_audio(client, redis, wav):
     sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=await _key(redis))
 
