@@ -9,6 +9,11 @@ Answers carry the IETF draft's headers (draft-ietf-httpapi-ratelimit-headers):
 ``RateLimit-Reset`` (seconds until full again) and ``RateLimit-Policy`` (``60;w=60``);
 a refusal is a 429 with ``Retry-After`` (seconds until a token is there).
 
+A refusal is remembered in the process until the bucket has a token again (the wait Redis
+computed): the bucket gains tokens only with time, so every request in that window would be
+refused by the script too, and is refused without a Redis round trip (the cheap 429 path).
+Accepted requests always go to Redis, so replicas never disagree on a token given out.
+
 While Redis is unreachable, or full (maxmemory reached: the bucket cannot be written), the
 limiter lets requests through (logged): everything worth limiting needs Redis too and
 answers 503 meanwhile (a submission: ``storage_full``), reads of a full Redis keep working,
@@ -18,7 +23,9 @@ and health probes stay truthful.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import structlog
@@ -87,18 +94,75 @@ class Decision:
         }
 
 
+@dataclass(frozen=True)
+class _Refusal:
+    decision: Decision
+    at: float  # the clock's time of the refusal
+    until: float  # ... when a token is there again
+
+
+class Refusals:
+    """Buckets this process saw refuse, until they have a token again: (group, identity,
+    rate) -> the refusal. At most ``size`` entries (expired ones go first, then the oldest),
+    so many refused addresses cost bounded memory."""
+
+    def __init__(self, size: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self.size = size
+        self.clock = clock
+        self._known: dict[tuple[str, str, Rate], _Refusal] = {}
+
+    def check(self, group: str, identity: str, rate: Rate) -> Decision | None:
+        """The refusal still in force for this bucket, brought up to now; None if none."""
+        key = (group, identity, rate)
+        known = self._known.get(key)
+        if known is None:
+            return None
+        now = self.clock()
+        if now >= known.until:
+            del self._known[key]
+            return None
+        elapsed = now - known.at
+        first = known.decision
+        return replace(
+            first,
+            remaining=min(rate.count, first.remaining + elapsed * rate.per_second),
+            wait=known.until - now,
+            reset=max(0.0, first.reset - elapsed),
+        )
+
+    def remember(self, group: str, identity: str, decision: Decision) -> None:
+        now = self.clock()
+        if len(self._known) >= self.size:
+            self._known = {k: v for k, v in self._known.items() if v.until > now}
+            while len(self._known) >= self.size:
+                del self._known[next(iter(self._known))]
+        self._known[group, identity, decision.rate] = _Refusal(decision, now, now + decision.wait)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
 class RateLimiter:
-    """Takes tokens from per-identity buckets in Redis."""
+    """Takes tokens from per-identity buckets in Redis; refusals are remembered in
+    :attr:`refusals` and answered from there while they last."""
 
     def __init__(self, redis: Redis) -> None:
         self._take = redis.register_script(_TAKE)
+        self.refusals = Refusals()
 
     async def take(self, group: str, identity: str, rate: Rate, cost: int = 1) -> Decision:
+        # Remembered refusals are of single tokens: a request costing more is asked of Redis.
+        known = self.refusals.check(group, identity, rate) if cost == 1 else None
+        if known is not None:
+            return known
         allowed, remaining, wait, reset = await self._take(
             keys=[keys.rate_bucket(group, identity)],
             args=[rate.count, repr(rate.per_second), cost],
         )
-        return Decision(bool(int(allowed)), rate, float(remaining), float(wait), float(reset))
+        decision = Decision(bool(int(allowed)), rate, float(remaining), float(wait), float(reset))
+        if not decision.allowed and cost == 1:
+            self.refusals.remember(group, identity, decision)
+        return decision
 
 
 @lru_cache(maxsize=1024)

@@ -34,7 +34,7 @@ from services.gateway.state import IDENTITY, REDIS, SETTINGS, STORE
 from services.gateway.storage import BLOBS, storage_errors
 from services.gateway.uploads import MULTIPART, ClientGone, Staging, read_form
 from shared import keys
-from shared.http import Handler
+from shared.http import Handler, json_response
 from shared.redis import REDIS_UNAVAILABLE
 from shared.replication import NotReplicated
 from shared.tasks import Priority, Status, Task, TaskType, new_task_id
@@ -172,7 +172,7 @@ async def _submit(
         estimate=estimate,
         owner=owner,
     )
-    return web.json_response(body, status=202, headers={"Location": location})
+    return json_response(body, status=202, headers={"Location": location})
 
 
 async def _withdraw(
