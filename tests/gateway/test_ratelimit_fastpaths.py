@@ -1,6 +1,10 @@
-"""A refusal is remembered in the process until the bucket has a token again: refused
-requests in that window are answered 429 without asking Redis, per client and per group,
-and the memory lapses exactly when Redis would give a token again."""
+"""The rate limiter's fast paths.
+
+- A JSON submission takes its token in the script that stores the task: one Redis script
+  call per accepted submission, and a refusal there stores nothing.
+- A refusal is remembered in the process until the bucket has a token again: refused
+  requests in that window are answered 429 without asking Redis, per client and per group,
+  and the memory lapses exactly when Redis would give a token again."""
 
 from __future__ import annotations
 
@@ -75,6 +79,32 @@ async def test_the_memory_lapses_when_a_token_is_back(make_gateway, redis):
     assert (await _post(client)).status == 202
     assert len(limiter.refusals) == 0
     assert 1 <= wait <= 30
+
+
+async def _script_calls(redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+
+
+async def test_a_json_submission_is_one_script_call_token_included(make_gateway, redis):
+    client = await make_gateway(rate_limits="submit=2/min")
+    await redis.config_resetstat()
+    first = await _post(client)
+    assert first.status == 202 and first.headers["RateLimit-Remaining"] == "1"
+    assert await _script_calls(redis) == 1
+    assert (await _post(client)).status == 202
+    refused = await _post(client)
+    assert refused.status == 429 and refused.headers["RateLimit-Remaining"] == "0"
+    assert await redis.zcard(keys.ALL_TASKS) == 2
+    assert await _script_calls(redis) == 3
+
+
+async def test_an_idempotent_submission_takes_its_token_first(make_gateway, redis):
+    client = await make_gateway(rate_limits="submit=1/min")
+    headers = {"Idempotency-Key": "fast-path-1"}
+    assert (await _post(client, headers)).status == 202
+    assert (await _post(client, headers)).status == 429  # the limit comes before the replay
+    assert await redis.zcard(keys.ALL_TASKS) == 1
 
 
 def _refusal(rate: Rate, wait: float) -> Decision:
