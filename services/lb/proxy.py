@@ -122,6 +122,9 @@ async def transcribe(request: web.Request) -> web.StreamResponse:
         finally:
             instance.finished()
         if response is not None:
+            if request.get(splice.ENGAGED):
+                # The body went past the HTTP parser: the connection cannot carry another.
+                response.force_close()
             return response
     if tried:
         log.error("all_instances_unreachable", tried=[i.url for i in tried])
@@ -166,17 +169,9 @@ async def _forward(request: web.Request, instance: Instance) -> web.StreamRespon
     except aiohttp.ClientError as exc:
         if body is not None and body.client_gone:
             _client_gone(request, instance, "request")
-            return _closing(web.Response(status=499))
+            return web.Response(status=499)
         counter.labels(instance.url, outcome.UPSTREAM_ERROR).inc()
         log.warning("upstream_failed", instance=instance.url, stage="request", reason=str(exc))
-        if body is not None and body.engaged:
-            return _closing(
-                json_error(
-                    502,
-                    "upstream_error",
-                    "The WhisperX instance failed while receiving the request",
-                )
-            )
         return json_error(
             502, "upstream_error", "The WhisperX instance failed while receiving the request"
         )
@@ -187,14 +182,7 @@ async def _forward(request: web.Request, instance: Instance) -> web.StreamRespon
     if body is not None:
         app[METRICS].upload_bytes.labels("splice").inc(body.spliced)
         app[METRICS].upload_bytes.labels("copy").inc(body.copied)
-    return await _relay(request, instance, upstream, body is not None and body.engaged)
-
-
-def _closing(response: web.Response) -> web.Response:
-    """Close the client connection after ``response``: its body was spliced past the HTTP
-    parser (or cut off), so the connection cannot carry another request."""
-    response.force_close()
-    return response
+    return await _relay(request, instance, upstream, bool(request.get(splice.ENGAGED)))
 
 
 async def _relay(

@@ -44,6 +44,9 @@ _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
 
 AVAILABLE = hasattr(os, "splice")
+#: Set on a request once its connection's reading was taken over: the connection must be
+#: closed after the answer, whatever the answer is.
+ENGAGED = web.RequestKey("upload_spliced", bool)
 
 
 class ClientGone(ConnectionResetError):
@@ -106,21 +109,25 @@ class SplicedBody(payload.Payload):
         buffered = _drain(request.content)
         request.transport.pause_reading()
         self.engaged = True
+        request[ENGAGED] = True
         remaining = total - request.content.total_bytes
-        for chunk in buffered:
-            self.copied += len(chunk)
-            await writer.write(chunk)
-        send_headers = getattr(writer, "send_headers", None)
-        if send_headers is not None:  # aiohttp holds them back to send with the first chunk
-            send_headers()
-        await _flushed(writer)
-        if remaining > 0:
-            try:
+        try:
+            for chunk in buffered:
+                self.copied += len(chunk)
+                await writer.write(chunk)
+            send_headers = getattr(writer, "send_headers", None)
+            if send_headers is not None:  # aiohttp holds them back for the first chunk
+                send_headers()
+            await _flushed(writer)
+            if remaining > 0:
                 self.spliced = await _splice(client, upstream, remaining)
-            except ClientGone:
-                self.client_gone = True
-                raise
-        request.content.feed_eof()
+        except ClientGone:
+            self.client_gone = True
+            raise
+        finally:
+            # Whatever happened, the server must not wait for body bytes it will never see
+            # (aiohttp's lingering close would read a paused connection for 10 s).
+            request.content.feed_eof()
 
 
 def _drain(stream: Any) -> list[bytes]:

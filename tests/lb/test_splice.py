@@ -8,6 +8,7 @@ import asyncio
 import os
 
 import pytest
+from aiohttp import web
 
 from services.lb import splice
 from services.lb.metrics import CLIENT_DISCONNECTED
@@ -86,3 +87,20 @@ async def test_a_client_leaving_mid_splice_cuts_the_instance_off(make_instance, 
     await eventually(lambda: client.app[POOL].instances[0].in_flight == 0)
     gone = client.app[METRICS].requests.labels(instance.url, CLIENT_DISCONNECTED)
     await eventually(lambda: gone._value.get() == 1)
+
+
+async def test_an_instance_failing_mid_splice_is_a_502_and_the_connection_closes(
+    make_instance, make_lb
+):
+    async def hang_up(request, received):
+        await request.content.readexactly(MIB)
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response()
+
+    instance = await make_instance(reply=hang_up, read_body=False)
+    client = await make_lb(instance)
+    response = await client.post(UPLOAD, data=os.urandom(32 * MIB))
+    assert response.status == 502
+    assert (await response.json())["error"]["code"] == "upstream_error"
+    assert response.headers.get("Connection", "").lower() == "close"
