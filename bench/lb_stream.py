@@ -143,4 +143,10 @@ def run(quick: bool) -> dict[str, Any]:
         "lb_no_slower_than_nginx": figures["ratio_lb_nginx"] <= 1.0,
         "lb_rss_growth_under_64_mib": figures["lb_rss_mib"]["growth"] < TARGET_RSS_GROWTH_MIB,
     }
+    figures["summary"] = {
+        "lb/direct": round(figures["ratio_lb_direct"], 3),
+        "lb/nginx": round(figures["ratio_lb_nginx"], 3),
+        "lb RSS growth MiB": round(figures["lb_rss_mib"]["growth"], 1),
+        **figures["targets"],
+    }
     return figures

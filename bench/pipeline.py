@@ -324,6 +324,11 @@ def run(quick: bool) -> dict[str, Any]:
     figures["tasks_per_s_per_validator_process"] = tps
     figures["two_replicas_tasks_per_s"] = spread(two_replicas)
     figures["scaling_1_to_2_replicas"] = spread(two_replicas)["median"] / tps
+    figures["summary"] = {
+        "tasks/s per validator process": round(tps, 1),
+        "validator CPU ms per task": round(validator_ms, 2),
+        "1->2 replicas": round(figures["scaling_1_to_2_replicas"], 2),
+    }
     return figures
 
 
