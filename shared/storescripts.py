@@ -102,17 +102,18 @@ return 1
 """
 
 
-def _take_token(key: str, arg: int) -> str:
-    """Lua that takes ``ARGV[arg + 2]`` tokens from the token bucket hash ``key`` (capacity
-    ``ARGV[arg]``, refilled ``ARGV[arg + 1]`` per second from Redis' own clock) and leaves
-    ``allowed`` (0/1), ``tokens``, ``wait`` (seconds until the tokens would be there) and
-    ``full`` (seconds until the bucket is full) set; the bucket is written either way."""
+def _take_token(key: str, capacity: str, rate: str, cost: str) -> str:
+    """Lua that takes ``cost`` tokens from the token bucket hash ``key`` (``capacity``
+    tokens, refilled ``rate`` per second from Redis' own clock), each a Lua expression for
+    the value, and leaves ``allowed`` (0/1), ``tokens``, ``wait`` (seconds until the tokens
+    would be there) and ``full`` (seconds until the bucket is full) set; the bucket is
+    written either way."""
     return f"""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local capacity = tonumber(ARGV[{arg}])
-local rate = tonumber(ARGV[{arg + 1}])
-local cost = tonumber(ARGV[{arg + 2}])
+local capacity = tonumber({capacity})
+local rate = tonumber({rate})
+local cost = tonumber({cost})
 local state = redis.call('HMGET', {key}, 'tokens', 'at')
 local tokens = tonumber(state[1]) or capacity
 local at = tonumber(state[2]) or now
@@ -141,14 +142,18 @@ _TOKEN_FIGURES = (
 
 # Rate limits (services/gateway/ratelimit.py). KEYS: the bucket. ARGV: capacity, tokens
 # per second, cost. Returns {allowed 0/1, tokens left, wait, seconds until full}.
-TAKE = _take_token("KEYS[1]", 1) + f"return {{allowed, {_TOKEN_FIGURES}}}\n"
+TAKE = (
+    _take_token("KEYS[1]", "ARGV[1]", "ARGV[2]", "ARGV[3]")
+    + f"return {{allowed, {_TOKEN_FIGURES}}}\n"
+)
 
 # CREATE with its submission's token taken in the same script (one round trip, not two).
 # KEYS: CREATE's (without a guard), then the bucket. ARGV: CREATE's, then capacity, tokens
-# per second, cost. Returns {2, tokens, wait, full} when refused (only the bucket is
+# per second, cost (counted from the end: CREATE's own arguments can change freely).
+# Returns {2, tokens, wait, full} when refused (only the bucket is
 # written), else CREATE's reply followed by tokens, wait, full.
 CREATE_LIMITED = (
-    _take_token("KEYS[#KEYS]", 10)
+    _take_token("KEYS[#KEYS]", "ARGV[#ARGV - 2]", "ARGV[#ARGV - 1]", "ARGV[#ARGV]")
     + f"if allowed == 0 then return {{2, {_TOKEN_FIGURES}}} end\n"
     + CREATE.replace(
         "return {1, seq, ahead, durations}",
