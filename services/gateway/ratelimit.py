@@ -277,9 +277,9 @@ async def _with_deferred(
                 raise _refusal(decision, deferred.group, deferred.identity) from None
         raise
     decision = deferred.decision
-    if decision is None and not response.prepared:
+    if decision is None:  # answered without storing (a 408 already sent): charged all the same
         decision = await _take(request, deferred.group, deferred.identity, deferred.rate)
-        if decision is not None and not decision.allowed:
+        if decision is not None and not decision.allowed and not response.prepared:
             raise _refusal(decision, deferred.group, deferred.identity)
     if decision is not None and decision.allowed and not response.prepared:
         response.headers.update(decision.headers())
