@@ -3,7 +3,8 @@ through nginx as the same least-connection streaming proxy.
 
 The client is curl (as in docs/lb.md): it costs little CPU, so on two cores the client,
 the proxy and the sink compete as little as they can. Rounds alternate the order of the
-three paths. The lb's CPU and peak RSS are read from /proc around the whole series.
+three paths; each ratio is taken within one round, and the median over the rounds is the
+figure. The lb's CPU and peak RSS are read from /proc around the whole series.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def curl_upload(url: str, path: Path) -> dict[str, float]:
 
 def run(quick: bool) -> dict[str, Any]:
     rounds = 2 if quick else 5
+    load = os.getloadavg()
     path = upload_file()
     sink = whisperx("sink", "--discard-audio")
     with running(sink):
@@ -100,7 +102,12 @@ def run(quick: bool) -> dict[str, Any]:
             lb_peak = balancer.peak_rss()
             nginx_peak = nginx.peak_rss()
             cpu_total = {s.name: s.cpu() - cpu_before[s.name] for s in (sink, balancer, nginx)}
-    medians = {name: spread(values)["median"] for name, values in times.items()}
+    # Each ratio is taken within a round (the three paths back to back), then the median.
+    per_round = {
+        "lb_direct": [lb / d for lb, d in zip(times["lb"], times["direct"], strict=True)],
+        "lb_nginx": [lb / n for lb, n in zip(times["lb"], times["nginx"], strict=True)],
+        "nginx_direct": [n / d for n, d in zip(times["nginx"], times["direct"], strict=True)],
+    }
     gib = SIZE / (1 << 30)
     figures = {
         "upload_bytes": SIZE,
@@ -125,13 +132,21 @@ def run(quick: bool) -> dict[str, Any]:
             "peak": nginx_peak,
             "growth": nginx_peak - nginx_rss_before,
         },
-        "ratio_lb_direct": medians["lb"] / medians["direct"],
-        "ratio_lb_nginx": medians["lb"] / medians["nginx"],
-        "ratio_nginx_direct": medians["nginx"] / medians["direct"],
+        "ratios_per_round": {name: spread(values) for name, values in per_round.items()},
+        "ratio_lb_direct": spread(per_round["lb_direct"])["median"],
+        "ratio_lb_nginx": spread(per_round["lb_nginx"])["median"],
+        "ratio_nginx_direct": spread(per_round["nginx_direct"])["median"],
+        "load_average_at_start": list(load),
     }
     figures["targets"] = {
         "lb_time_at_most_1.6x_direct": figures["ratio_lb_direct"] <= TARGET_RATIO_DIRECT,
         "lb_no_slower_than_nginx": figures["ratio_lb_nginx"] <= 1.0,
         "lb_rss_growth_under_64_mib": figures["lb_rss_mib"]["growth"] < TARGET_RSS_GROWTH_MIB,
+    }
+    figures["summary"] = {
+        "lb/direct": round(figures["ratio_lb_direct"], 3),
+        "lb/nginx": round(figures["ratio_lb_nginx"], 3),
+        "lb RSS growth MiB": round(figures["lb_rss_mib"]["growth"], 1),
+        **figures["targets"],
     }
     return figures

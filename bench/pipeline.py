@@ -8,6 +8,8 @@ process; the miners add no time of their own, so what is measured is the pipelin
 - latency: tasks submitted one at a time at PACED_RATE per second (far below capacity), so
   the figure is the pipeline's own delay, not a backlog: submission (client clock before
   the POST) to the first signed request a miner received (bench/miner_host.py stamps it);
+- scaling: the same batches with a second validator replica on the same Redis (same
+  consumer group); tasks per second with two replicas over tasks per second with one;
 - profile: one more batch with py-spy attached to the validator (not counted above);
   busy time by category, among them request signing; and a direct timing of one
   ``bt.http_auth.sign`` call.
@@ -193,24 +195,28 @@ def run(quick: bool) -> dict[str, Any]:
         {**common, "HOST": "127.0.0.1", "PORT": str(gw_port)},
         health_path="/api/v1/health",
     )
-    v_port = free_port()
-    validator = Server(
-        "validator",
-        [PY, "-m", "services.validator"],
-        v_port,
-        {
-            **common,
-            "VALIDATOR_PORT": str(v_port),
-            "MINERS_FILE": str(base / "miners.json"),
-            "MAX_MINERS_PER_REQUEST": str(MINERS),
-            "BT_WALLET_PATH": str(wallets),
-            "BT_WALLET_NAME": init.VALIDATOR_WALLET,
-            "BT_WALLET_HOTKEY": "default",
-            "WEBHOOK_SECRET": "bench-only-secret",
-            "LB_URL": "http://127.0.0.1:9",  # summarization needs no reference service
-        },
-        health_path="/health",
-    )
+
+    def validator_server(name: str) -> Server:
+        port = free_port()
+        return Server(
+            name,
+            [PY, "-m", "services.validator"],
+            port,
+            {
+                **common,
+                "VALIDATOR_PORT": str(port),
+                "MINERS_FILE": str(base / "miners.json"),
+                "MAX_MINERS_PER_REQUEST": str(MINERS),
+                "BT_WALLET_PATH": str(wallets),
+                "BT_WALLET_NAME": init.VALIDATOR_WALLET,
+                "BT_WALLET_HOTKEY": "default",
+                "WEBHOOK_SECRET": "bench-only-secret",
+                "LB_URL": "http://127.0.0.1:9",  # summarization needs no reference service
+            },
+            health_path="/health",
+        )
+
+    validator = validator_server("validator")
     client = redis.Redis.from_url(redis_server.url)
     figures: dict[str, Any] = {
         "miners": len(listing),
@@ -273,6 +279,16 @@ def run(quick: bool) -> dict[str, Any]:
             ids = asyncio.run(submit_batch(gateway.url, batch))
             wait_final(client, list(ids), 600)
             profile = recorder.stop()
+            # Scaling: a second replica on the same Redis (same consumer group).
+            two_replicas: list[float] = []
+            with running(validator_server("validator-2")):
+                for i in range(rounds):
+                    ids = asyncio.run(submit_batch(gateway.url, batch))
+                    rows = wait_final(client, list(ids), 600)
+                    created = min(float(r["created_at"]) for r in rows.values())
+                    finished = max(float(r["completed_at"]) for r in rows.values())
+                    two_replicas.append(batch / (finished - created))
+                    log(f"  2 replicas, round {i + 1}/{rounds}: {two_replicas[-1]:.1f} tasks/s")
     finally:
         client.close()
         redis_server.stop()
@@ -306,6 +322,13 @@ def run(quick: bool) -> dict[str, Any]:
     )
     figures["targets"] = {}  # the issue sets no target here: figures and where the CPU goes
     figures["tasks_per_s_per_validator_process"] = tps
+    figures["two_replicas_tasks_per_s"] = spread(two_replicas)
+    figures["scaling_1_to_2_replicas"] = spread(two_replicas)["median"] / tps
+    figures["summary"] = {
+        "tasks/s per validator process": round(tps, 1),
+        "validator CPU ms per task": round(validator_ms, 2),
+        "1->2 replicas": round(figures["scaling_1_to_2_replicas"], 2),
+    }
     return figures
 
 

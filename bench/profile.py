@@ -27,6 +27,20 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("JSON", ("json/",)),
 )
 
+#: The gateway's busy time: where a submission (or a 429) spends its CPU. Libraries that
+#: are on the stack only while called are matched anywhere on it (JSON inside logging is
+#: logging); the rest by the innermost frame (the leaf categories after these).
+GATEWAY_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("logging (structlog)", ("structlog/",)),
+    ("metrics (prometheus_client)", ("prometheus_client/",)),
+    ("Redis client (redis-py)", ("redis/",)),
+    ("validation (marshmallow)", ("marshmallow/",)),
+    ("JSON", ("json/", "orjson")),
+    ("gateway code (services/, shared/)", ("=services/", "=shared/")),
+    ("HTTP server (aiohttp web)", ("=aiohttp/", "=multidict/", "=yarl/")),
+    ("event loop (asyncio/uvloop)", ("=asyncio/", "=uvloop")),
+)
+
 
 def py_spy() -> str | None:
     """The py-spy next to this Python (the bench extra), else on PATH."""
@@ -63,7 +77,9 @@ class Recorder:
             stderr=subprocess.DEVNULL,
         )
 
-    def stop(self) -> dict[str, Any] | None:
+    def stop(
+        self, categories: tuple[tuple[str, tuple[str, ...]], ...] = CATEGORIES
+    ) -> dict[str, Any] | None:
         """Stop sampling; the summary, or None when py-spy is missing or failed."""
         if self.process is None:
             return None
@@ -75,7 +91,7 @@ class Recorder:
             self.process.wait()
         if not self.out.exists():
             return None
-        return summarise(self.out.read_text())
+        return summarise(self.out.read_text(), categories=categories)
 
 
 def _frame(frame: str) -> str:
@@ -84,11 +100,15 @@ def _frame(frame: str) -> str:
     return f"{name} ({where.rsplit(':', 1)[0]})" if where else name
 
 
-def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
+def summarise(
+    collapsed: str,
+    top: int = 15,
+    categories: tuple[tuple[str, tuple[str, ...]], ...] = CATEGORIES,
+) -> dict[str, Any]:
     """Top functions by own and inclusive samples, and the busy time per category."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    categories: Counter[str] = Counter()
+    busy: Counter[str] = Counter()
     total = 0
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -102,17 +122,26 @@ def summarise(collapsed: str, top: int = 15) -> dict[str, Any]:
             inclusive[name] += n
         # The first category in CATEGORIES order with a frame on the stack owns the sample:
         # signing inside a client call is signing, JSON inside logging is logging.
+        # A key starting with "=" is matched against the innermost frame only.
         category = next(
-            (c for c, keys in CATEGORIES if any(k in f for f in frames for k in keys)), "other"
+            (
+                c
+                for c, keys in categories
+                if any(
+                    k[1:] in frames[-1] if k.startswith("=") else any(k in f for f in frames)
+                    for k in keys
+                )
+            ),
+            "other",
         )
-        categories[category] += n
+        busy[category] += n
 
     def share(counter: Counter[str], limit: int | None = None) -> list[dict[str, Any]]:
         return [{"name": name, "share": n / total} for name, n in counter.most_common(limit)]
 
     return {
         "samples": total,
-        "categories": share(categories) if total else [],
+        "categories": share(busy) if total else [],
         "top_own": share(own, top) if total else [],
         "top_inclusive": share(inclusive, top) if total else [],
     }

@@ -7,6 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -28,11 +29,25 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """aiohttp's ``web.json_response``, encoded by orjson (several times cheaper than the
+    stdlib's json on the answers every request gets: 202s and errors)."""
+    return web.Response(
+        body=orjson.dumps(data),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
 def json_error(
     status: int, code: str, message: str, field: str | None = None, **headers: str
 ) -> web.Response:
     """The project's error body: {"error": {"code", "message", "field"}}."""
-    return web.json_response(
+    return json_response(
         {"error": {"code": code, "message": message, "field": field}},
         status=status,
         headers=headers or None,

@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 from shared import keys
 from shared import storescripts as scripts
 from shared.blobs import Blob, BlobStore
-from shared.replication import NO_REPLICATION, Replication
+from shared.buckets import Bucket, Token, TokenRefused, bucket_from_reply
+from shared.replication import NO_REPLICATION, NotReplicated, Replication
 from shared.taskdata import BytesBlob, TaskData
 from shared.tasks import FINAL_STATUSES, PRIORITY_ORDER, Priority, Status, Task, TaskType, now
 from shared.webhookevents import WebhookDelivery
@@ -59,10 +60,11 @@ def _probe_keys(streams: tuple[Priority, ...], task_type: TaskType) -> tuple[str
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What a :class:`Probe` read."""
+    """What a :class:`Probe` read (and, with a :class:`Token`, the bucket after it)."""
 
     ahead: int  # entries in the probed streams
     durations: list[bytes]  # raw samples, newest first
+    bucket: Bucket | None = None
 
 
 class TaskStore:
@@ -92,6 +94,7 @@ class TaskStore:
         self.replication = replication
         self.data = TaskData(redis, blobs)
         self._create = redis.register_script(scripts.CREATE)
+        self._create_limited = redis.register_script(scripts.CREATE_LIMITED)
         self._transition = redis.register_script(scripts.TRANSITION)
 
     async def create(self, task: Task, data: bytes | bytearray | None) -> Task:
@@ -104,11 +107,12 @@ class TaskStore:
         return created
 
     async def create_probed(
-        self, task: Task, data: bytes | bytearray | None, probe: Probe
+        self, task: Task, data: bytes | bytearray | None, probe: Probe, token: Token | None = None
     ) -> tuple[Task, Snapshot]:
         """:meth:`create`, reading ``probe`` in the same script (one round trip instead of
-        two): the queue as it was just before this task joined it."""
-        created, _, snapshot = await self._store(task, data, None, probe)
+        two): the queue as it was just before this task joined it. With a ``token``, only
+        if its bucket gives it, taken in that script too (else :class:`TokenRefused`)."""
+        created, _, snapshot = await self._store(task, data, None, probe, token)
         assert snapshot is not None
         return created, snapshot
 
@@ -122,7 +126,12 @@ class TaskStore:
         return existing
 
     async def _store(
-        self, task: Task, data: bytes | bytearray | None, guard: Guard | None, probe: Probe | None
+        self,
+        task: Task,
+        data: bytes | bytearray | None,
+        guard: Guard | None,
+        probe: Probe | None,
+        token: Token | None = None,
     ) -> tuple[Task, bytes | None, Snapshot | None]:
         inline = data is not None and not await self.data.place_input(task, data)
         fields = task.to_hash()
@@ -134,9 +143,11 @@ class TaskStore:
             else []
         )
         probe_keys = probe.keys() if probe else ()
+        bucket = [token.bucket] if token else []
+        limits = [token.capacity, repr(token.per_second), token.cost] if token else []
         try:
             reply = await self.replication.run(
-                self._create,
+                self._create_limited if token else self._create,
                 keys=[
                     keys.task(task.task_id),
                     keys.task_input(task.task_id),
@@ -148,6 +159,7 @@ class TaskStore:
                     *owner_keys,
                     *probe_keys,
                     *([guard.key] if guard else []),
+                    *bucket,
                 ],
                 args=[
                     task.task_id,
@@ -160,16 +172,25 @@ class TaskStore:
                     flat,
                     "1" if inline else "0",
                     keys.task_channel(task.task_id),
+                    *limits,
                 ],
             )
+        except NotReplicated as exc:
+            await self.data.discard(task.input_blob)
+            if int(exc.reply[0]) == 2:  # refused: only the bucket was written, nothing to undo
+                raise TokenRefused(bucket_from_reply(exc.reply[1:4])) from None
+            raise
         except BaseException:
             await self.data.discard(task.input_blob)
             raise
-        if int(reply[0]) == 0:
+        if int(reply[0]) != 1:
             await self.data.discard(task.input_blob)
+            if int(reply[0]) == 2:
+                raise TokenRefused(bucket_from_reply(reply[1:4]))
             return task, reply[1], None
         task.seq = int(reply[1])
-        snapshot = Snapshot(int(reply[2]), list(reply[3])) if probe else None
+        given = bucket_from_reply(reply[4:7]) if token else None
+        snapshot = Snapshot(int(reply[2]), list(reply[3]), given) if probe else None
         return task, None, snapshot
 
     async def get(self, task_id: str) -> Task | None:

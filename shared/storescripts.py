@@ -158,3 +158,64 @@ end
 return 1
 """
 )
+
+
+def _take_token(key: str, capacity: str, rate: str, cost: str) -> str:
+    """Lua that takes ``cost`` tokens from the token bucket hash ``key`` (``capacity``
+    tokens, refilled ``rate`` per second from Redis' own clock), each a Lua expression for
+    the value, and leaves ``allowed`` (0/1), ``tokens``, ``wait`` (seconds until the tokens
+    would be there) and ``full`` (seconds until the bucket is full) set; the bucket is
+    written either way."""
+    return f"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local capacity = tonumber({capacity})
+local rate = tonumber({rate})
+local cost = tonumber({cost})
+local state = redis.call('HMGET', {key}, 'tokens', 'at')
+local tokens = tonumber(state[1]) or capacity
+local at = tonumber(state[2]) or now
+-- A clock that went back (Redis failed over to another host) refills nothing.
+if now > at then tokens = math.min(capacity, tokens + (now - at) * rate) end
+local allowed = 0
+local wait = 0
+if tokens >= cost then
+  tokens = tokens - cost
+  allowed = 1
+else
+  wait = (cost - tokens) / rate
+end
+local full = (capacity - tokens) / rate
+redis.call('HSET', {key}, 'tokens', string.format('%.6f', tokens),
+           'at', string.format('%.6f', now))
+-- A bucket left alone refills completely; past that it can go.
+redis.call('PEXPIRE', {key}, math.ceil(full * 1000) + 1000)
+"""
+
+
+# The fractions go out as strings: Lua numbers would be truncated to integers on the way.
+_TOKEN_FIGURES = (
+    "string.format('%.6f', tokens), string.format('%.6f', wait), string.format('%.6f', full)"
+)
+
+# Rate limits (services/gateway/ratelimit.py). KEYS: the bucket. ARGV: capacity, tokens
+# per second, cost. Returns {allowed 0/1, tokens left, wait, seconds until full}.
+TAKE = (
+    _take_token("KEYS[1]", "ARGV[1]", "ARGV[2]", "ARGV[3]")
+    + f"return {{allowed, {_TOKEN_FIGURES}}}\n"
+)
+
+# CREATE with its submission's token taken in the same script (one round trip, not two).
+# KEYS: CREATE's (without a guard), then the bucket. ARGV: CREATE's, then capacity, tokens
+# per second, cost (counted from the end: CREATE's own arguments can change freely).
+# Returns {2, tokens, wait, full} when refused (only the bucket is
+# written), else CREATE's reply followed by tokens, wait, full.
+CREATE_LIMITED = (
+    _take_token("KEYS[#KEYS]", "ARGV[#ARGV - 2]", "ARGV[#ARGV - 1]", "ARGV[#ARGV]")
+    + f"if allowed == 0 then return {{2, {_TOKEN_FIGURES}}} end\n"
+    + CREATE.replace(
+        "return {1, seq, ahead, durations}",
+        f"return {{1, seq, ahead, durations, {_TOKEN_FIGURES}}}",
+    )
+)
+assert CREATE_LIMITED.count(_TOKEN_FIGURES) == 2

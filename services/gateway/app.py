@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from services.gateway.admin import setup_admin
 from services.gateway.apikeys import ApiKeys
 from services.gateway.auth import auth_middleware
+from services.gateway.bodies import JSON
 from services.gateway.cancel import cancel_task
 from services.gateway.cors import setup_cors
 from services.gateway.docs import docs_page
@@ -30,7 +31,12 @@ from services.gateway.openai import setup_openai
 from services.gateway.openai.docs import document as document_openai
 from services.gateway.openapi import build_spec, openapi_json
 from services.gateway.policy import document
-from services.gateway.ratelimit import LIMITER, RateLimiter, ratelimit_middleware
+from services.gateway.ratelimit import (
+    DEFERRED_ROUTES,
+    LIMITER,
+    RateLimiter,
+    ratelimit_middleware,
+)
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import (
     API_KEYS,
@@ -106,6 +112,12 @@ def create_app(settings: GatewaySettings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[SUBMISSION_KINDS] = task_kinds(settings)
+    # JSON submissions take their rate-limit token in the script that stores the task.
+    app[DEFERRED_ROUTES] = frozenset(
+        f"submit_{kind.task_type.value}"
+        for kind in app[SUBMISSION_KINDS]
+        if kind.media_type == JSON
+    )
     app.cleanup_ctx.append(blob_store_ctx(settings))
     app.cleanup_ctx.append(redis_pool)
     app.cleanup_ctx.append(event_hub_ctx)

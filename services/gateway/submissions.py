@@ -28,6 +28,7 @@ from services.gateway.errors import RETRY_AFTER, ApiError
 from services.gateway.idempotency import Claim
 from services.gateway.metrics import METRICS
 from services.gateway.openapi import error_response, json_content, operation
+from services.gateway.ratelimit import DEFERRED, Deferred
 from services.gateway.responses import SubmissionAccepted
 from services.gateway.schemas import Upload, load, submission_schemas
 from services.gateway.settings import GatewaySettings
@@ -35,7 +36,8 @@ from services.gateway.state import IDENTITY, REDIS, SETTINGS, STORE
 from services.gateway.storage import BLOBS, storage_errors
 from services.gateway.uploads import MULTIPART, ClientGone, Staging, read_form
 from shared import keys
-from shared.http import Handler
+from shared.buckets import TokenRefused, bucket_from_reply
+from shared.http import Handler, json_response
 from shared.redis import REDIS_UNAVAILABLE
 from shared.replication import NotReplicated
 from shared.tasks import Priority, Status, Task, TaskType, new_task_id
@@ -92,17 +94,20 @@ async def submit(
     data: dict[str, Any],
     owner: str | None,
     claim: Claim | None = None,
+    deferred: Deferred | None = None,
 ) -> web.Response:
     """Queue a validated submission: 202 with the seed README's body and Location. With an
-    Idempotency-Key ``claim``, a repeat gets the first answer instead (or 422).
+    Idempotency-Key ``claim``, a repeat gets the first answer instead (or 422). With a
+    ``deferred`` rate-limit token (no claim), the token is taken in the script that stores
+    the task: 429 if there is none, and nothing is stored.
 
     The input is what the validator hands to miners: an :class:`Upload` (committed here,
     under the task id its staging name carries) or text (stored as UTF-8). A blob store
     that is away gets 503 ``storage_unavailable``; the upload is then not committed."""
-    accepted = await accept(app, kind, data, owner, claim)
+    accepted = await accept(app, kind, data, owner, claim, deferred)
     if accepted.replay is not None:
         return accepted.replay
-    return web.json_response(accepted.body, status=202, headers={"Location": accepted.location})
+    return json_response(accepted.body, status=202, headers={"Location": accepted.location})
 
 
 @dataclass(frozen=True)
@@ -122,10 +127,11 @@ async def accept(
     data: dict[str, Any],
     owner: str | None,
     claim: Claim | None = None,
+    deferred: Deferred | None = None,
 ) -> Accepted:
     """:func:`submit`'s work, for API surfaces that answer in their own shape (/v1)."""
     with storage_errors("submit"):
-        return await _submit(app, kind, data, owner, claim)
+        return await _submit(app, kind, data, owner, claim, deferred)
 
 
 async def _submit(
@@ -134,6 +140,7 @@ async def _submit(
     data: dict[str, Any],
     owner: str | None,
     claim: Claim | None,
+    deferred: Deferred | None,
 ) -> Accepted:
     settings = app[SETTINGS]
     value = data[kind.input_field]
@@ -158,7 +165,14 @@ async def _submit(
         if claim is None:
             # The estimate's reads ride in the create script: one Redis round trip, not two.
             probe = eta.probe(task.task_type, task.priority, samples=settings.eta_samples)
-            _, snapshot = await store.create_probed(task, payload, probe)
+            token = deferred.token() if deferred else None
+            try:
+                _, snapshot = await store.create_probed(task, payload, probe, token)
+            except TokenRefused as refused:
+                assert deferred is not None
+                raise deferred.refused(refused.bucket) from None
+            if deferred is not None and snapshot.bucket is not None:
+                deferred.given(snapshot.bucket)
             estimate = eta.from_snapshot(
                 snapshot, task.task_type, concurrency=settings.max_concurrent_tasks
             )
@@ -182,6 +196,8 @@ async def _submit(
                 first = json.loads(stored)
                 return Accepted(first["body"]["task_id"], first["body"], first["location"], replay)
     except NotReplicated as exc:
+        if deferred is not None and claim is None and int(exc.reply[0]) == 1:
+            deferred.given(bucket_from_reply(exc.reply[4:7]))  # the token was spent
         await _withdraw(app, task, guard_key, exc)
         raise ApiError(
             503,
@@ -269,7 +285,8 @@ def submission_handler(kind: TaskKind) -> Handler:
             if key is not None:
                 fingerprint = idempotency.fingerprint(kind.task_type.value, data)
                 claim = Claim(owner or "", key, fingerprint, settings.idempotency_ttl)
-            return await submit(request.app, kind, data, owner, claim)
+            deferred = request.get(DEFERRED) if claim is None else None
+            return await submit(request.app, kind, data, owner, claim, deferred)
         finally:
             await staging.abort()
 

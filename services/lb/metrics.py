@@ -54,6 +54,13 @@ class LbMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.upload_bytes = Counter(
+            "lb_upload_bytes",
+            "Request body bytes relayed upstream, by path: splice (kernel pipe, zero-copy)"
+            " or copy (through Python)",
+            ["path"],
+            registry=self.registry,
+        )
         self.health_checks = Counter(
             "lb_health_checks",
             "Health checks by instance and result (ok or failed)",

@@ -1,9 +1,11 @@
 """POST /v1/audio/transcriptions (and /transcribe): stream the request to the least-loaded
 healthy instance and stream its answer back, byte for byte, minus hop-by-hop headers.
 
-The request body is handed to the client session as the server's own StreamReader, which
-aiohttp writes out chunk by chunk as it arrives: no buffering and no per-chunk Python code
-of ours. Nothing is decompressed or re-encoded in either direction.
+A large body with a Content-Length is relayed by ``splice(2)`` on Linux, socket to pipe to
+socket, once the headers are out (services/lb/splice.py): no copy through Python. Any
+other body is handed to the client session as the server's own StreamReader, which aiohttp
+writes out chunk by chunk as it arrives: no buffering and no per-chunk Python code of
+ours. Nothing is decompressed or re-encoded in either direction.
 
 Failover: a connection that cannot be opened (refused, connect timeout) happens before
 any body byte has been read from the client, so the request moves to the next-best
@@ -25,6 +27,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from services.lb import metrics as outcome
+from services.lb import splice
 from services.lb.health import record_failure
 from services.lb.instances import Instance
 from services.lb.routing import choose
@@ -119,6 +122,9 @@ async def transcribe(request: web.Request) -> web.StreamResponse:
         finally:
             instance.finished()
         if response is not None:
+            if request.get(splice.ENGAGED):
+                # The body went past the HTTP parser: the connection cannot carry another.
+                response.force_close()
             return response
     if tried:
         log.error("all_instances_unreachable", tried=[i.url for i in tried])
@@ -136,10 +142,15 @@ async def _forward(request: web.Request, instance: Instance) -> web.StreamRespon
     counter = app[METRICS].requests
     loop = asyncio.get_running_loop()
     started = loop.time()
+    body: splice.SplicedBody | None = None
+    data: object = None
+    if request.body_exists:
+        body = splice.SplicedBody(request) if splice.eligible(request) else None
+        data = body if body is not None else request.content
     try:
         upstream = await app[SESSION].post(
             upstream_url(instance, request),
-            data=request.content if request.body_exists else None,
+            data=data,
             headers=upstream_headers(request),
             # A redirect is part of the instance's answer, for the client to follow or not.
             allow_redirects=False,
@@ -156,6 +167,9 @@ async def _forward(request: web.Request, instance: Instance) -> web.StreamRespon
             504, "upstream_timeout", f"The WhisperX instance did not answer within {timeout:g} s"
         )
     except aiohttp.ClientError as exc:
+        if body is not None and body.client_gone:
+            _client_gone(request, instance, "request")
+            return web.Response(status=499)
         counter.labels(instance.url, outcome.UPSTREAM_ERROR).inc()
         log.warning("upstream_failed", instance=instance.url, stage="request", reason=str(exc))
         return json_error(
@@ -165,17 +179,22 @@ async def _forward(request: web.Request, instance: Instance) -> web.StreamRespon
         _client_gone(request, instance, "request")
         raise
     app[METRICS].upstream_latency.labels(instance.url).observe(loop.time() - started)
-    return await _relay(request, instance, upstream)
+    if body is not None:
+        app[METRICS].upload_bytes.labels("splice").inc(body.spliced)
+        app[METRICS].upload_bytes.labels("copy").inc(body.copied)
+    return await _relay(request, instance, upstream, bool(request.get(splice.ENGAGED)))
 
 
 async def _relay(
-    request: web.Request, instance: Instance, upstream: aiohttp.ClientResponse
+    request: web.Request, instance: Instance, upstream: aiohttp.ClientResponse, spliced: bool
 ) -> web.StreamResponse:
     """Stream the instance's answer to the client; cut both connections if either fails."""
     counter = request.app[METRICS].requests
     response = web.StreamResponse(
         status=upstream.status, reason=upstream.reason, headers=end_to_end(upstream.headers)
     )
+    if spliced:
+        response.force_close()
     try:
         await response.prepare(request)
         while chunk := await _read_upstream(upstream):

@@ -30,7 +30,12 @@ def test_report_rewrites_only_the_generated_section(tmp_path):
     assert text.startswith("# Performance\n\nprose kept\n")
     assert text.endswith(f"{report.END}\ntail\n")
     assert "old" not in text and section in text
-    for heading in ("### Targets", "### 1. LB streaming", "### 5. Pipeline"):
+    for heading in (
+        "### Targets",
+        "### 1. LB streaming",
+        "### 4. Gateway ingest",
+        "### 5. Pipeline",
+    ):
         assert heading in section
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from services.gateway.apikeys import ApiKeys
+from services.gateway.ratelimit import LIMITER
 from services.gateway.rates import DEFAULT_LIMITS, Limit, Rate, merge, parse_limits
 from shared import keys
 from shared.settings import SettingsError
@@ -53,10 +56,12 @@ async def test_two_replicas_share_one_bucket(make_gateway, redis):
 async def test_a_bucket_refills_with_time(make_gateway, redis):
     client = await make_gateway(rate_limits="submit=2/min")
     assert [(await _post(client)).status for _ in range(3)] == [202, 202, 429]
-    # Pretend 30 s went by (Redis' clock is the only one the script reads): one token back.
+    # Pretend 30 s went by, for Redis (its clock is the only one the script reads) and for
+    # the refusal this process remembers (its monotonic clock): one token back.
     bucket = keys.rate_bucket("submit", "ip:127.0.0.1")
     at = float(await redis.hget(bucket, "at"))
     await redis.hset(bucket, "at", repr(at - 30))
+    client.app[LIMITER].refusals.clock = lambda: time.monotonic() + 30
     assert [(await _post(client)).status for _ in range(2)] == [202, 429]
 
 

@@ -86,3 +86,22 @@ async def test_a_demoted_master_is_a_503_with_retry_after(
     finally:
         await sentinel.execute_command("SENTINEL", "REMOVE", "demoted")
         await sentinel.aclose()
+
+
+async def test_an_unconfirmed_submission_without_a_key_spends_one_token_and_is_withdrawn(
+    make_gateway: MakeGateway, sentinel_group: SentinelGroup, sentinel_master: Redis
+):
+    # The token rides in the create script, and its WAIT follows in the same pipeline: the
+    # write is refused as not replicated, withdrawn, and the caller is charged once.
+    client = await make_gateway(
+        redis_sentinels=sentinel_group.addresses,
+        redis_min_replicas_ack=2,
+        redis_ack_timeout_ms=SHORT_MS,
+        rate_limits="submit=5/min",
+    )
+    resp = await client.post("/api/v1/tts", json=TTS)
+    assert resp.status == 503
+    assert (await resp.json())["error"]["code"] == "not_replicated"
+    assert resp.headers["RateLimit-Remaining"] == "4"
+    assert await sentinel_master.zcard(keys.status_index("pending")) == 0
+    assert await sentinel_master.zcard(keys.status_index("failed")) == 1
