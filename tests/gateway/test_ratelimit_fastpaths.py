@@ -125,6 +125,7 @@ async def test_a_json_submission_is_one_script_call_token_included(
     assert second.status == 202 and second.headers["RateLimit-Remaining"] == "0"
     assert refused.status == 429 and refused.headers["RateLimit-Remaining"] == "0"
     assert await redis.zcard(keys.ALL_TASKS) == 2
+
     # Each request ran one script, the create, holding the bucket too (the refused one
     # stored nothing in it); no other script touched a task or the bucket.
     def touches_a_task(script_keys: list[str]) -> bool:
