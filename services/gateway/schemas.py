@@ -210,9 +210,9 @@ def _text(max_chars: int, what: str) -> dict[str, fields.Field]:
     }
 
 
-def submission_schemas(settings: GatewaySettings) -> dict[TaskType, Schema]:
-    """One request schema per task type, with this deployment's limits and languages."""
-    audio_file = UploadField(
+def audio_upload(settings: GatewaySettings, **metadata: str) -> UploadField:
+    """The required audio part of a form (native and /v1), within MAX_UPLOAD_BYTES."""
+    return UploadField(
         required=True,
         validate=is_audio,
         metadata={
@@ -220,9 +220,14 @@ def submission_schemas(settings: GatewaySettings) -> dict[TaskType, Schema]:
             "format": "binary",
             "description": "WAV, MP3, FLAC, OGG, M4A or WebM audio, at most "
             f"{settings.max_upload_bytes} bytes",
-            "error_code": "invalid_file",
+            **metadata,
         },
     )
+
+
+def submission_schemas(settings: GatewaySettings) -> dict[TaskType, Schema]:
+    """One request schema per task type, with this deployment's limits and languages."""
+    audio_file = audio_upload(settings, error_code="invalid_file")
     return {
         TaskType.TRANSCRIPTION: _schema(
             "TranscriptionSubmission", {"audio_file": audio_file}, settings, form=True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -24,7 +25,10 @@ from devnet.audio import synthesize
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
 from services.gateway.storage import BLOBS
+from shared.blobs import BlobStore
 from shared.settings import load_settings
+from shared.store import TaskStore
+from shared.tasks import Status
 from tests.blobstores import blob_names
 
 MakeGateway = Callable[..., Awaitable[TestClient]]
@@ -162,3 +166,27 @@ async def assert_nothing_stored(redis: Redis, client: TestClient | None = None) 
     assert [k for k in stored if not k.startswith(b"audio:ratelimit:")] == []
     if client is not None:
         assert await blob_names(client.app[BLOBS]) == []
+
+
+async def complete_task(
+    redis: Redis,
+    task_id: str,
+    result: dict[str, Any],
+    output: bytes,
+    *,
+    ttl: int = 3600,
+    blobs: BlobStore | None = None,
+    **options: Any,
+) -> None:
+    """Move a pending task to completed through the store's own transitions, as the
+    validator does (no validator runs in these tests)."""
+    store = TaskStore(redis, ttl, blobs)
+    assert await store.transition(task_id, Status.PROCESSING, expect=[Status.PENDING])
+    assert await store.transition(
+        task_id,
+        Status.COMPLETED,
+        expect=[Status.PROCESSING],
+        fields={"result": json.dumps(result), "attempts": 1},
+        output=output,
+        **options,
+    )

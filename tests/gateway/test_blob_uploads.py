@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 
 import pytest
 
 from services.gateway.settings import MIB
 from services.gateway.state import STORE
 from shared import keys
-from shared.store import TaskStore
 from shared.taskdata import INLINE_MAX
-from shared.tasks import MAX_INLINE_OUTPUT, Status
+from shared.tasks import MAX_INLINE_OUTPUT
 from tests.blobstores import MotoServer, make_backend
 
-from .conftest import assert_nothing_stored, audio_form
+from .conftest import assert_nothing_stored, audio_form, complete_task
 from .test_uploads import BOUNDARY, _file_part_head
 
 
@@ -98,15 +96,8 @@ async def test_large_text_input_goes_to_the_store(make_gateway, redis, backend):
 
 
 async def _complete(redis, backend, task_id: str, output: bytes) -> None:
-    store = TaskStore(redis, 3600, backend.store)
-    assert await store.transition(task_id, Status.PROCESSING, expect=[Status.PENDING])
-    assert await store.transition(
-        task_id,
-        Status.COMPLETED,
-        expect=[Status.PROCESSING],
-        fields={"result": json.dumps({"miner_uid": 1})},
-        output=output,
-        binary_output=True,
+    await complete_task(
+        redis, task_id, {"miner_uid": 1}, output, blobs=backend.store, binary_output=True
     )
 
 

@@ -18,6 +18,8 @@ from shared import keys
 from shared.store import TaskStore
 from shared.tasks import Status
 
+from .conftest import complete_task
+
 RESULT = {"model_used": "devnet", "processing_time": 0.5, "accuracy_score": 1.0}
 
 
@@ -55,15 +57,7 @@ async def watched(client: TestClient, count: int = 1) -> None:
 
 
 async def finish(redis, task_id: str) -> None:
-    store = TaskStore(redis, 3600)
-    assert await store.transition(task_id, Status.PROCESSING, expect=[Status.PENDING])
-    assert await store.transition(
-        task_id,
-        Status.COMPLETED,
-        expect=[Status.PROCESSING],
-        fields={"result": json.dumps(RESULT), "attempts": 1},
-        output=b"a summary",
-    )
+    await complete_task(redis, task_id, RESULT, b"a summary")
 
 
 async def test_events_from_the_current_state_to_the_final_one(client, redis):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 
 import pytest
 
@@ -11,7 +10,7 @@ from shared import keys
 from shared.store import TaskStore
 from shared.tasks import Status
 
-from .conftest import SEED_STATUS_KEYS, audio_form
+from .conftest import SEED_STATUS_KEYS, audio_form, complete_task
 
 SEED_RESULT = {
     "model_used": "openai/whisper-tiny",
@@ -30,15 +29,7 @@ async def _submit(client, path: str = "/api/v1/tts", **body) -> str:
 
 
 async def _complete(redis, task_id: str, output: bytes, ttl: int = 3600) -> None:
-    store = TaskStore(redis, ttl)
-    assert await store.transition(task_id, Status.PROCESSING, expect=[Status.PENDING])
-    assert await store.transition(
-        task_id,
-        Status.COMPLETED,
-        expect=[Status.PROCESSING],
-        fields={"result": json.dumps(SEED_RESULT), "attempts": 1},
-        output=output,
-    )
+    await complete_task(redis, task_id, SEED_RESULT, output, ttl=ttl)
 
 
 async def test_pending_task(client):

@@ -14,7 +14,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from services.gateway.openai import models
 from services.gateway.openai.encoders import SPEECH_FORMATS
 from services.gateway.openai.formats import FORMATS
-from services.gateway.schemas import CodedLength, Problem, UploadField, is_audio, not_blank
+from services.gateway.schemas import CodedLength, Problem, audio_upload, not_blank
 from services.gateway.settings import GatewaySettings
 from shared.tasks import TaskType
 
@@ -56,16 +56,7 @@ def _schema(name: str, own: dict[str, fields.Field]) -> Schema:
 
 def transcription_schema(settings: GatewaySettings) -> Schema:
     """``POST /v1/audio/transcriptions``' multipart form."""
-    file = UploadField(
-        required=True,
-        validate=is_audio,
-        metadata={
-            "type": "string",
-            "format": "binary",
-            "description": "WAV, MP3, FLAC, OGG, M4A or WebM audio, at most "
-            f"{settings.max_upload_bytes} bytes",
-        },
-    )
+    file = audio_upload(settings)
     languages = list(settings.allowed_languages)
     return _schema(
         "OpenAITranscriptionRequest",
