@@ -117,6 +117,23 @@ async def eventually(predicate: Callable[[], bool], seconds: float = 10.0) -> No
         await asyncio.sleep(0.01)
 
 
+async def leave_mid_upload(
+    port: int, path: str, instance: FakeInstance, declared: int, sent: bytes
+) -> None:
+    """A client that declares ``declared`` body bytes, sends ``sent``, waits until the
+    instance sees the body start, then hangs up."""
+    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"POST {path} HTTP/1.1\r\nHost: lb\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n".encode()
+    )
+    writer.write(sent)
+    await writer.drain()
+    await asyncio.wait_for(instance.body_started.wait(), 10)
+    writer.close()
+    await writer.wait_closed()
+
+
 def lb_settings(urls: list[str], **env: Any) -> LbSettings:
     """LbSettings for ``urls`` (INSTANCE_1_URL ...) plus ``env`` overrides."""
     values = {"ENVIRONMENT": "test", "HEALTH_CHECK_INTERVAL": "60"}

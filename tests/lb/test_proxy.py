@@ -14,7 +14,7 @@ from aiohttp import web
 
 from devnet.redis_server import free_port
 from services.lb.state import POOL
-from tests.lb.conftest import eventually
+from tests.lb.conftest import eventually, leave_mid_upload
 
 
 async def _error(response, status: int, code: str) -> dict:
@@ -149,16 +149,9 @@ async def test_request_timeout_is_504_and_closes_the_upstream_request(make_insta
 async def test_client_disconnect_mid_upload_aborts_the_upstream_request(make_instance, make_lb):
     instance = await make_instance()
     client = await make_lb(instance)
-    _reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    writer.write(
-        b"POST /v1/audio/transcriptions HTTP/1.1\r\nHost: lb\r\n"
-        b"Content-Type: application/octet-stream\r\nContent-Length: 50000000\r\n\r\n"
+    await leave_mid_upload(
+        client.port, "/v1/audio/transcriptions", instance, 50_000_000, b"\1" * 200_000
     )
-    writer.write(b"\1" * 200_000)
-    await writer.drain()
-    await asyncio.wait_for(instance.body_started.wait(), 10)
-    writer.close()
-    await writer.wait_closed()
     await eventually(instance.aborted.is_set)
     await eventually(lambda: client.app[POOL].instances[0].in_flight == 0)
 

@@ -4,7 +4,6 @@ instance's request off; small and chunked bodies take the portable path."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
@@ -14,7 +13,7 @@ from services.lb import splice
 from services.lb.metrics import CLIENT_DISCONNECTED
 from services.lb.state import METRICS, POOL
 
-from .conftest import eventually
+from .conftest import eventually, leave_mid_upload
 
 pytestmark = pytest.mark.skipif(
     not splice.AVAILABLE, reason="os.splice is Linux-only: the portable path is used there"
@@ -73,16 +72,7 @@ async def test_small_and_chunked_bodies_take_the_portable_path(make_instance, ma
 async def test_a_client_leaving_mid_splice_cuts_the_instance_off(make_instance, make_lb):
     instance = await make_instance()
     client = await make_lb(instance)
-    _reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
-    writer.write(
-        f"POST {UPLOAD} HTTP/1.1\r\nHost: lb\r\n"
-        f"Content-Type: application/octet-stream\r\nContent-Length: {64 * MIB}\r\n\r\n".encode()
-    )
-    writer.write(b"\2" * (3 * MIB))
-    await writer.drain()
-    await asyncio.wait_for(instance.body_started.wait(), 10)
-    writer.close()
-    await writer.wait_closed()
+    await leave_mid_upload(client.port, UPLOAD, instance, 64 * MIB, b"\2" * (3 * MIB))
     await eventually(instance.aborted.is_set)
     await eventually(lambda: client.app[POOL].instances[0].in_flight == 0)
     gone = client.app[METRICS].requests.labels(instance.url, CLIENT_DISCONNECTED)
