@@ -19,6 +19,7 @@ from redis.exceptions import MasterDownError, OutOfMemoryError, ReadOnlyError, R
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared.periodic import pause
+from shared.redispack import use_hiredis_packing
 from shared.settings import RedisSettings
 
 #: Redis errors that mean "not reachable right now" or "the master is changing": connection
@@ -76,7 +77,7 @@ def create_redis(settings: RedisSettings, *, socket_timeout: float = 10.0) -> Re
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
     if not settings.redis_sentinels:
-        return Redis.from_url(settings.redis_dsn, **options)
+        return use_hiredis_packing(Redis.from_url(settings.redis_dsn, **options))
     sentinel = Sentinel(
         list(settings.redis_sentinels),
         sentinel_kwargs={
@@ -86,7 +87,7 @@ def create_redis(settings: RedisSettings, *, socket_timeout: float = 10.0) -> Re
             "retry": Retry(NoBackoff(), 0),  # a Sentinel that is down: ask the next one
         },
     )
-    return sentinel.master_for(
+    master = sentinel.master_for(
         settings.redis_sentinel_master,
         redis_class=SentinelMaster,
         connection_class=FailoverAwareConnection,
@@ -94,6 +95,7 @@ def create_redis(settings: RedisSettings, *, socket_timeout: float = 10.0) -> Re
         password=settings.redis_password,
         **options,
     )
+    return use_hiredis_packing(master)
 
 
 async def wait_for_redis(

@@ -20,6 +20,7 @@ from shared import keys
 from shared import storescripts as scripts
 from shared.blobs import Blob, BlobStore
 from shared.buckets import Bucket, Token, TokenRefused, bucket_from_reply
+from shared.coalesce import ScriptBatcher
 from shared.replication import NO_REPLICATION, NotReplicated, Replication
 from shared.taskdata import BytesBlob, TaskData
 from shared.tasks import FINAL_STATUSES, PRIORITY_ORDER, Priority, Status, Task, TaskType, now
@@ -92,6 +93,8 @@ class TaskStore:
         # Creations and final status changes wait for REDIS_MIN_REPLICAS_ACK replicas (or
         # raise shared.replication.NotReplicated, the write being on the master only).
         self.replication = replication
+        # Creates of one tick share a round trip (shared.coalesce), each its own script.
+        self._batcher = ScriptBatcher(redis, replication)
         self.data = TaskData(redis, blobs)
         self._create = redis.register_script(scripts.CREATE)
         self._create_limited = redis.register_script(scripts.CREATE_LIMITED)
@@ -146,7 +149,7 @@ class TaskStore:
         bucket = [token.bucket] if token else []
         limits = [token.capacity, repr(token.per_second), token.cost] if token else []
         try:
-            reply = await self.replication.run(
+            reply = await self._batcher.run(
                 self._create_limited if token else self._create,
                 keys=[
                     keys.task(task.task_id),

@@ -189,9 +189,10 @@ class Deferred:
 DEFERRED = web.RequestKey("deferred_token", Deferred)
 
 
-def _refusal(decision: Decision, group: str, identity: str) -> ApiError:
+def _refusal(decision: Decision, group: str, identity: str, *, logged: bool = True) -> ApiError:
     retry = max(1, math.ceil(decision.wait))
-    log.info("rate_limited", identity=identity, group=group, retry_after=retry)
+    if logged:
+        log.info("rate_limited", identity=identity, group=group, retry_after=retry)
     return ApiError(
         429,
         "rate_limited",
@@ -225,7 +226,9 @@ async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.St
     limiter = request.app[LIMITER]
     known = limiter.refusals.check(policy.group, identity, rate)
     if known is not None:
-        raise _refusal(known, policy.group, identity)
+        # Logged when the bucket refused; its repeats, answered from memory, only get
+        # their access line (status 429): a flood of them costs half as many log lines.
+        raise _refusal(known, policy.group, identity, logged=False)
     if (
         request.match_info.route.name in request.app[DEFERRED_ROUTES]
         and IDEMPOTENCY_HEADER not in request.headers

@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from services.gateway.ratelimit import LIMITER, Decision, Refusals
 from services.gateway.rates import Rate
@@ -43,8 +44,12 @@ async def test_a_remembered_refusal_does_not_reach_redis(make_gateway, redis):
     assert first.status == 429
     # The script rewrites the bucket on every call, refusals included: it is left alone now.
     before = await redis.hgetall(BUCKET)
-    again = [await _post(client) for _ in range(5)]
+    with capture_logs() as events:
+        again = [await _post(client) for _ in range(5)]
     assert [r.status for r in again] == [429] * 5
+    # The refusal was logged when the bucket gave it; its repeats get their access line only.
+    assert not [e for e in events if e["event"] == "rate_limited"]
+    assert [e["status"] for e in events if e["event"] == "request"] == [429] * 5
     assert await redis.hgetall(BUCKET) == before
     assert len(client.app[LIMITER].refusals) == 1
     for resp in again:
