@@ -33,16 +33,17 @@ import redis as redis_py
 from aiohttp import web
 
 from bench.common import WORK, log
-from devnet import audio
 from devnet.redis_server import RedisServer, free_port
 from devnet.sentinel import SentinelGroup
 from devnet.stack import Ports, Stack
+from devnet.workload import KINDS, Workload
 
-KINDS = ("transcription", "tts", "summarization")
-SPOKEN = "the redis cost of one task"
-ARTICLE = (
-    "Validators send tasks to miners and score every answer. Replicas share the work "
-    "through Redis streams. The gateway stores each task and queues it for them."
+WORKLOAD = Workload(
+    spoken="the redis cost of one task",
+    article=(
+        "Validators send tasks to miners and score every answer. Replicas share the work "
+        "through Redis streams. The gateway stores each task and queues it for them."
+    ),
 )
 #: Limits high enough never to refuse the bench, low enough to be enforced (and cost Redis).
 RATE_LIMITS = "submit=1000000/min,read=1000000/min,meta=1000000/min"
@@ -172,7 +173,7 @@ async def _phases(stack: Stack, master: int, replica: int | None, tasks: int) ->
         ),
         "idle_two_validators": idle_figures,
         "memory_bytes_per_finished_task": round((done_memory - before_memory) / (2 * tasks)),
-        "transcription_input_bytes": len(WAV),
+        "transcription_input_bytes": len(WORKLOAD.wav),
     }
 
 
@@ -219,9 +220,6 @@ def merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-WAV = audio.synthesize(SPOKEN)
-
-
 async def submit_all(
     session: aiohttp.ClientSession, api: str, count: int, callback: str | None
 ) -> None:
@@ -229,17 +227,7 @@ async def submit_all(
 
     async def one(i: int) -> None:
         kind = KINDS[i % len(KINDS)]
-        extra = {"callback_url": callback} if callback else {}
-        if kind == "transcription":
-            form = aiohttp.FormData()
-            form.add_field("audio_file", WAV, filename="a.wav", content_type="audio/wav")
-            form.add_field("source_language", "en")
-            for key, value in extra.items():
-                form.add_field(key, value)
-            request: dict[str, Any] = {"data": form}
-        else:
-            text = ARTICLE if kind == "summarization" else SPOKEN
-            request = {"json": {"text": text, "source_language": "en", **extra}}
+        request = WORKLOAD.request(kind, callback)
         async with gate, session.post(f"{api}/{kind}", **request) as resp:
             if resp.status != 202:
                 raise RuntimeError(f"submission answered {resp.status}: {await resp.text()}")

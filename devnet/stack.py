@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devnet import init
-from devnet.redis_server import RedisServer, free_port
+from devnet.redis_server import RedisServer, free_port, free_ports
 
 #: Simulated miners: (profile, extra command-line options). The accurate one should win:
 #: the noisy and garbage ones are faster but wrong, and the flaky one (right when it answers)
@@ -43,13 +43,16 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
+        redis, gateway, lb, validator, *rest = free_ports(
+            4 + WHISPERX_INSTANCES + len(MINER_PROFILES)
+        )
         return cls(
-            redis=free_port(),
-            gateway=free_port(),
-            lb=free_port(),
-            validator=free_port(),
-            whisperx=[free_port() for _ in range(WHISPERX_INSTANCES)],
-            miners=[free_port() for _ in MINER_PROFILES],
+            redis=redis,
+            gateway=gateway,
+            lb=lb,
+            validator=validator,
+            whisperx=rest[:WHISPERX_INSTANCES],
+            miners=rest[WHISPERX_INSTANCES:],
         )
 
 

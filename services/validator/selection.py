@@ -1,7 +1,8 @@
 """Which miners to ask in one attempt: the best by running score, plus one exploration slot.
 
 Miners at this replica's per-miner in-flight cap, or rested after repeated failures, are
-skipped; a task waits for a busy healthy miner rather than fall back on a resting one.
+skipped; a task waits for a busy healthy miner rather than fall back on a resting one, and
+a retry waits for a busy miner not asked yet rather than ask only those that failed it.
 New and rarely tried miners get the exploration slot so that a newcomer can earn a score.
 Miners already asked in an earlier attempt of the same task come last.
 """
@@ -58,6 +59,10 @@ def choose(
     # When every miner is resting, trying one beats failing the task unasked.
     pool = healthy or open_miners
     fresh = [m for m in pool if m.hotkey not in already_asked]
+    if not fresh and any(hotkey not in already_asked for hotkey in awake):
+        # A retry belongs to a miner not asked yet for this task: wait while those are busy
+        # rather than ask again only the ones that have just failed it.
+        return []
     asked = [m for m in pool if m.hotkey in already_asked]
 
     def rank(group: list[Miner]) -> list[Miner]:

@@ -25,8 +25,8 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from devnet import audio
 from devnet.stack import Stack
+from devnet.workload import Workload
 from shared import keys
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,14 +40,14 @@ RESULTS = ROOT / "var" / "chaos"
 CHAOS_ENV = {"RATE_LIMITS": "off"}
 CHANGED = "RATE_LIMITS=off(one_client_address)"
 
-KINDS = ("transcription", "tts", "summarization")
-SPOKEN = "chaos keeps every task that was acknowledged"
-ARTICLE = (
-    "Validators send tasks to miners and score every answer. Replicas share the work "
-    "through Redis streams. A replica that dies leaves its entries pending, and another "
-    "one reclaims them after they have been idle for a while."
+WORKLOAD = Workload(
+    spoken="chaos keeps every task that was acknowledged",
+    article=(
+        "Validators send tasks to miners and score every answer. Replicas share the work "
+        "through Redis streams. A replica that dies leaves its entries pending, and another "
+        "one reclaims them after they have been idle for a while."
+    ),
 )
-WAV = audio.synthesize(SPOKEN)
 
 
 def report(name: str, figures: dict[str, Any]) -> None:
@@ -90,17 +90,7 @@ async def submit(
 ) -> Ack | None:
     """Submit one task; record the 202 (with its time) or why there was none."""
     url = f"{api(stack)}/{kind}"
-    extra = {"callback_url": callback_url} if callback_url else {}
-    if kind == "transcription":
-        form = aiohttp.FormData()
-        form.add_field("audio_file", WAV, filename="a.wav", content_type="audio/wav")
-        form.add_field("source_language", "en")
-        for name, value in extra.items():
-            form.add_field(name, value)
-        request: dict[str, Any] = {"data": form}
-    else:
-        text = ARTICLE if kind == "summarization" else SPOKEN
-        request = {"json": {"text": text, "source_language": "en", **extra}}
+    request = WORKLOAD.request(kind, callback_url)
     try:
         async with session.post(
             url, timeout=aiohttp.ClientTimeout(total=client_timeout), **request

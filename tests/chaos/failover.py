@@ -15,13 +15,10 @@ import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 
-from tests.chaos.conftest import ARTICLE, SPOKEN, WAV
-
-KINDS = ("transcription", "tts", "summarization")
+from tests.chaos.conftest import WORKLOAD
 
 
 class LinkRelay:
@@ -121,15 +118,7 @@ async def submit(
     callback_url: str,
 ) -> None:
     """One submission as a client sends it, its answer kept whatever it is."""
-    if kind == "transcription":
-        form = aiohttp.FormData()
-        form.add_field("audio_file", WAV, filename="a.wav", content_type="audio/wav")
-        form.add_field("source_language", "en")
-        form.add_field("callback_url", callback_url)
-        request: dict[str, Any] = {"data": form}
-    else:
-        text = ARTICLE if kind == "summarization" else SPOKEN
-        request = {"json": {"text": text, "source_language": "en", "callback_url": callback_url}}
+    request = WORKLOAD.request(kind, callback_url)
     try:
         async with session.post(
             f"{api}/{kind}", timeout=aiohttp.ClientTimeout(total=15), **request

@@ -20,10 +20,10 @@ import pytest
 from redis.asyncio import Redis
 
 from devnet.stack import Ports, Stack
+from devnet.workload import KINDS
 from tests.chaos.conftest import (
     CHANGED,
     CHAOS_ENV,
-    KINDS,
     Submissions,
     crash_lines,
     report,

@@ -31,11 +31,12 @@ import pytest
 from devnet.redis_server import free_port
 from devnet.sentinel import SentinelGroup
 from devnet.stack import Ports, Stack
+from devnet.workload import KINDS
 from shared import keys
 from shared.redis import REDIS_DOWN_ERRORS, create_redis
 from shared.settings import RedisSettings, load_settings
 from tests.chaos.conftest import WebhookReceiver, crash_lines, log_events, report
-from tests.chaos.failover import KINDS, Answers, LinkRelay, seconds, submit
+from tests.chaos.failover import Answers, LinkRelay, seconds, submit
 
 #: Both runs take about three minutes together.
 pytestmark = pytest.mark.timeout(300)

@@ -21,12 +21,12 @@ import pytest
 from redis.asyncio import Redis
 
 from devnet.stack import Ports, Stack
+from devnet.workload import KINDS
 from shared import keys
 from shared.tasks import PRIORITY_ORDER
 from tests.chaos.conftest import (
     CHANGED,
     CHAOS_ENV,
-    KINDS,
     Submissions,
     WebhookReceiver,
     count_log_lines,

@@ -144,6 +144,17 @@ def test_selection_waits_for_a_busy_healthy_miner_rather_than_ask_a_resting_one(
     assert [m.uid for m in choose(pool, states, {"hk0": 1}, POLICY, now=110)] == [0]
 
 
+def test_a_retry_waits_for_a_busy_miner_not_asked_yet():
+    pool = miners(2)
+    states = {m.hotkey: MinerState(score=0.5, tries=50) for m in pool}
+    asked = frozenset({"hk1"})
+    assert choose(pool, states, {"hk0": 2}, POLICY, now=0, already_asked=asked) == []
+    assert [m.uid for m in choose(pool, states, {}, POLICY, now=0, already_asked=asked)] == [0, 1]
+    # Once every miner has been asked, the asked ones are tried again.
+    everyone = frozenset({"hk0", "hk1"})
+    assert len(choose(pool, states, {"hk0": 2}, POLICY, now=0, already_asked=everyone)) == 1
+
+
 def test_selection_when_every_miner_rests_still_tries():
     pool = miners(2)
     states = {m.hotkey: MinerState(consecutive_failures=5, last_failure=100) for m in pool}
