@@ -15,13 +15,11 @@ from devnet.stack import Ports, Stack
 
 #: The settings these tests change from the shipped defaults, each for a reason; recovery
 #: (RECLAIM_IDLE, RECLAIM_INTERVAL, HEARTBEAT_INTERVAL, SHUTDOWN_GRACE, RETRY_DELAY,
-#: TASK_TIMEOUT) runs at its defaults.
+#: TASK_TIMEOUT) and webhook delivery (WEBHOOK_RETRY_BASE, WEBHOOK_POLL_INTERVAL) run at
+#: their defaults.
 FAST = {
     # The network figures in /health are published every 15 s; the tests read them at once.
     "NETSTATS_INTERVAL": "1",
-    # A refused webhook is retried after 30 s by default; the test waits for the retry.
-    "WEBHOOK_RETRY_BASE": "0.5",
-    "WEBHOOK_POLL_INTERVAL": "0.2",
     # The lb polls every 30 s by default; the test waits for a killed instance to leave.
     "HEALTH_CHECK_INTERVAL": "1",
     # Quieter logs: the tests read no log lines.
