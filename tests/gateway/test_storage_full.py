@@ -9,7 +9,9 @@ import asyncio
 import pytest
 
 from services.gateway.cli import main
+from services.gateway.storage import BLOBS
 from shared import keys
+from tests.blobstores import blob_names
 from tests.fullredis import fill, make_room, snapshot
 
 from .conftest import audio_form
@@ -52,6 +54,7 @@ async def test_a_submission_to_a_full_redis_is_503_storage_full_and_stores_nothi
     assert (await submit(gateway, "tts", wav)).status == 202  # earlier data stays as it is
     await fill(small)
     before = await snapshot(small)
+    blobs_before = await blob_names(gateway.app[BLOBS])
 
     resp = await submit(gateway, task_type, wav, idempotency_key)
     assert resp.status == 503
@@ -60,8 +63,10 @@ async def test_a_submission_to_a_full_redis_is_503_storage_full_and_stores_nothi
     assert error["code"] == "storage_full" and error["field"] is None
     assert "nothing was stored" in error["message"]
     # Not a key more or less: no task, no input, no queue entry, no sequence number, no
-    # idempotency claim, and no rate-limit bucket (its write was refused too).
+    # idempotency claim, and no rate-limit bucket (its write was refused too); nor an
+    # input blob: the audio was committed before Redis refused the task.
     assert await snapshot(small) == before
+    assert await blob_names(gateway.app[BLOBS]) == blobs_before
 
     # Once Redis has room, the same request (same Idempotency-Key) is a new task.
     await make_room(small)
