@@ -141,7 +141,7 @@ async def test_a_live_replica_heartbeats_so_its_long_task_is_not_reclaimed(
     slow = await start_miner(0, latency=2.8)
     task = await create_task(redis)
     miners_file = write_miners(tmp_path / "m.json", [slow])
-    # Scaled down from the defaults (2 s heartbeat, 10 s idle) to keep the test short: the
+    # Scaled down from the defaults (2 s heartbeat, 8 s idle) to keep the test short: the
     # worker's attempt lasts 2.8 s and it heartbeats every 0.5 s; the watcher takes over
     # entries idle for 1.9 s, which the attempt would outlast without the heartbeat.
     worker_settings = validator_settings(
