@@ -32,6 +32,7 @@ from tests.chaos.conftest import (
     views,
     wait_all_final,
 )
+from tests.chaos.recovery import Kill, final_times, recovery_figures
 
 #: Longer than the default 120 s: a run takes tens of seconds, patience adds more.
 pytestmark = pytest.mark.timeout(400)
@@ -93,6 +94,7 @@ async def test_redis_restart_keeps_what_was_acknowledged(stack: Stack, sig: sign
             maybe = await statuses(redis, [a.task_id for a in window + during])
             kept = [t for t, s in maybe.items() if s is not None]
             final.update(await wait_all_final(redis, kept, PATIENCE))
+            finished_at = await final_times(redis, [a.task_id for a in before + window])
         finally:
             await redis.aclose()
         shown = await views(session, stack, list(final))
@@ -106,6 +108,10 @@ async def test_redis_restart_keeps_what_was_acknowledged(stack: Stack, sig: sign
     lost_before = [a.task_id for a in before if a.task_id not in final]
     lost_after = [a.task_id for a in after if a.task_id not in final]
     unfinished_kept = [t for t in kept if t not in final]
+    # Recovery: from the stop to the end of each task acknowledged before it and not yet
+    # final then (the tasks the outage held up; the DOWN seconds are included).
+    acked_before_stop = [a.task_id for a in before + window]
+    recovery = recovery_figures([Kill(stopped_at, 0, acked_before_stop)], finished_at)
     report(
         f"redis-restart-{sig.name.lower()}",
         {
@@ -122,6 +128,9 @@ async def test_redis_restart_keeps_what_was_acknowledged(stack: Stack, sig: sign
             "lost_last_second": sum(s is None for s in maybe.values()),
             "lost_after_restart": len(lost_after),
             "last_second_kept_unfinished": len(unfinished_kept),
+            "held_at_stop": sum(t >= stopped_at for t in finished_at.values()),
+            "recovery_median_s": recovery["recovery_median_s"],
+            "recovery_max_s": recovery["recovery_max_s"],
             "completed": sum(s == "completed" for s in final.values()),
             "failed": len(failed),
             "failure_reasons": dict(Counter(str(v["error"]) for v in failed)),

@@ -37,6 +37,7 @@ from shared.redis import REDIS_DOWN_ERRORS, create_redis
 from shared.settings import RedisSettings, load_settings
 from tests.chaos.conftest import WebhookReceiver, crash_lines, log_events, report
 from tests.chaos.failover import Answers, LinkRelay, seconds, submit
+from tests.chaos.recovery import Kill, final_times, recovery_figures
 
 #: Both runs take about three minutes together.
 pytestmark = pytest.mark.timeout(300)
@@ -151,6 +152,7 @@ async def _run(
         accepted = answers.accepted
         ids = [a.task_id for a in accepted]
         final, settled_at = await _settle(redis, ids)
+        finished_at = await final_times(redis, ids)
         await receiver.wait_for(
             {f"msg_{t}_{s}" for t, s in final.items() if s in ("completed", "failed")}, 30
         )
@@ -160,6 +162,10 @@ async def _run(
     same_pids = {n: s.process.pid for n, s in stack.services.items() if s.process} == pids
     kill, cut = marks["kill"], marks["cut"]
     after_kill = [a for a in accepted if a.at > kill]
+    # Recovery: from the master's death to the end of each task accepted before it and not
+    # yet final then (lost ones are counted as lost, not here).
+    held = Kill(kill, 0, [a.task_id for a in accepted if a.at <= kill])
+    recovery = recovery_figures([held], finished_at)
     during_cut = [a for a in accepted if cut <= a.at < kill]
     lost = [t for t in ids if final.get(t) is None]
     unsettled = [t for t in ids if final.get(t) not in (None, "completed", "failed")]
@@ -170,7 +176,7 @@ async def _run(
     done = {t: s for t, s in final.items() if s in ("completed", "failed")}
     return {
         "REDIS_MIN_REPLICAS_ACK": min_replicas_ack,
-        "settings_changed": "RATE_LIMITS=off (one client address); REDIS_MIN_REPLICAS_ACK",
+        "changed": "RATE_LIMITS=off (one client address); REDIS_MIN_REPLICAS_ACK",
         "sentinel_down_after_ms": 5000,
         "link_cut_before_kill_s": KILL_AFTER,
         "submitted": len(answers.all),
@@ -198,6 +204,8 @@ async def _run(
         "rejoined_after_kill_s": seconds(kill, marks["rejoined"]),
         "first_202_after_kill_s": seconds(kill, min((a.at for a in after_kill), default=None)),
         "settled_after_kill_s": seconds(kill, settled_at),
+        "recovery_median_s": recovery["recovery_median_s"],
+        "recovery_max_s": recovery["recovery_max_s"],
         "services_restarted": (not alive) + (not same_pids),
         "healthy_after": healthy,
         "crash_log_lines": crash_lines(stack) - crashes_before,

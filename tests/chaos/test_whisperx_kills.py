@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -168,18 +169,22 @@ async def test_whisperx_kills_fail_over_and_nothing_hangs(lb_stack: Stack):
             service = lb_stack.services[name]
             before = await metrics(session)
             await asyncio.to_thread(lb_stack.kill, name, signal.SIGKILL)
+            killed_at = time.monotonic()
             kills += 1
             # Watch the rotation: out at its first refused connection, or after 3 polls.
             # Requests the lb had already routed there by then fail over too: counted.
-            failed_before_out = None
+            failed_before_out = out_after = None
             for _ in range(300):
                 if not await in_rotation(session, service.url):
+                    out_after = time.monotonic() - killed_at
                     now = await metrics(session)
                     key = (service.url, "connect_failed")
                     failed_before_out = now[key] - before[key]
                     break
                 await asyncio.sleep(0.01)
-            removals.append({"instance": name, "failed_requests": failed_before_out})
+            removals.append(
+                {"instance": name, "failed_requests": failed_before_out, "out_after": out_after}
+            )
             await asyncio.sleep(DEAD_FOR)
             lb_stack.spawn(service)
             await asyncio.to_thread(lb_stack.wait_ready, service, 30)
@@ -204,6 +209,9 @@ async def test_whisperx_kills_fail_over_and_nothing_hangs(lb_stack: Stack):
     cut = sum(n for k, n in outcomes.items() if k.startswith("cut_"))
     client_failures = sum(n for k, n in outcomes.items() if k not in ("ok", "wrong_text"))
     failed_counts = [r["failed_requests"] for r in removals]
+    # The lb's recovery: from each kill until the instance is out of the rotation (new
+    # requests go only to live instances from then on).
+    out_after = [r["out_after"] for r in removals if r["out_after"] is not None]
     report(
         "whisperx-kills",
         {
@@ -223,6 +231,10 @@ async def test_whisperx_kills_fail_over_and_nothing_hangs(lb_stack: Stack):
             "lb_upstream_errors": by_outcome["upstream_error"],
             "lb_timeouts": by_outcome["timeout"],
             "failed_over_per_kill": failed_counts,
+            "out_of_rotation_median_s": round(statistics.median(out_after), 2)
+            if out_after
+            else None,
+            "out_of_rotation_max_s": round(max(out_after), 2) if out_after else None,
             "routing_decisions_logged": rotation["routed"],
             "removed": rotation["removed"],
             "recovered": rotation["recovered"],
