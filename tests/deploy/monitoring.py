@@ -132,6 +132,12 @@ def rule_references() -> References:
     return _merged(rule["expr"] for rule in load_rules())
 
 
+def all_references() -> References:
+    """The dashboard's and the rules' references, each metric with the labels either uses
+    (a dict merge would keep only the rules' labels of a metric both name)."""
+    return _merged([*dashboard_expressions(), *(rule["expr"] for rule in load_rules())])
+
+
 def scraped_labels(texts: Iterable[str]) -> References:
     """Sample name -> label names seen, over Prometheus text expositions."""
     out: References = {}

@@ -25,6 +25,7 @@ from tests.deploy.monitoring import (
     DASHBOARD,
     PROMETHEUS_CONFIG,
     References,
+    all_references,
     dashboard_expressions,
     dashboard_references,
     load_dashboard,
@@ -135,6 +136,28 @@ def test_the_reference_check_catches_a_typo_and_a_wrong_label() -> None:
     assert not bad["gateway_queue_depth"] <= exposed["gateway_queue_depth"]
     lb = references("max by (exported_instance) (lb_instance_healthy)")
     assert lb == {"lb_instance_healthy": {"instance"}}  # the lb exports it as instance
+
+
+def test_the_scraped_check_gets_each_metric_with_the_labels_of_both_files() -> None:
+    # tests/e2e/test_operations.py checks these against a running stack.
+    dashboard, rules, both = dashboard_references(), rule_references(), all_references()
+    assert set(both) == set(dashboard) | set(rules)
+    for name, labels in both.items():
+        assert labels == dashboard.get(name, set()) | rules.get(name, set()), name
+    assert both["validator_miner_answers_total"] == {"uid", "outcome"}  # uid: the dashboard's
+
+
+def test_docs_operations_names_every_metric_and_alert() -> None:
+    text = (DEPLOY.parent / "docs" / "operations.md").read_text()
+    families = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for registry in _registries()
+        for family in registry.collect()
+    }
+    undocumented = sorted(name for name in families if f"`{name}`" not in text)
+    assert not undocumented, f"docs/operations.md#metrics lacks {undocumented}"
+    for rule in load_rules():
+        assert f"### {rule['alert']}\n" in text, rule["alert"]  # its runbook section
 
 
 def _scrape_config() -> dict[str, Any]:

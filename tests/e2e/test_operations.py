@@ -18,7 +18,7 @@ import pytest
 
 from devnet import audio
 from devnet.stack import Ports, Stack
-from tests.deploy.monitoring import dashboard_references, rule_references, scraped_labels
+from tests.deploy.monitoring import all_references, scraped_labels
 from tests.e2e.browser import chromium, full_page_screenshot
 from tests.e2e.conftest import gateway, wait_final
 
@@ -193,7 +193,7 @@ def test_every_metric_the_dashboard_and_the_rules_use_is_scraped_with_its_labels
         assert time.monotonic() < deadline, "no validator_miner_score after 30 s"
         time.sleep(0.5)
     scraped = scraped_labels([_scrape(p) for p in (ports.gateway, ports.validator, ports.lb)])
-    references = {**dashboard_references(), **rule_references()}
+    references = all_references()
     assert len(references) >= 20
     missing = {name: labels for name, labels in references.items() if name not in scraped}
     assert not missing, f"named but not exported: {sorted(missing)}"

@@ -16,6 +16,7 @@ from services.validator.minerstats import MinerStats
 from shared import keys, timeline
 from tests.gateway.conftest import MakeGateway
 
+SVG_NS = "http://www.w3.org/2000/svg"
 ADMIN_ROUTES = [
     "/dashboard",
     "/dashboard/static/dashboard.js",
@@ -128,7 +129,13 @@ async def test_the_page_is_static_with_a_strict_content_security_policy(make_gat
     assert "frame-ancestors 'none'" in csp
     script = await client.get("/dashboard/static/dashboard.js")
     assert script.content_type == "text/javascript"
-    assert "innerHTML" not in await script.text()  # values go in as text, never as markup
+    code = await script.text()
+    assert "innerHTML" not in code  # values go in as text, never as markup
+    style = await (await client.get("/dashboard/static/dashboard.css")).text()
+    # Nothing from a CDN in the assets either; the SVG namespace is a name, never fetched.
+    for text in (code.replace(f'"{SVG_NS}"', ""), style):
+        assert "http://" not in text and "https://" not in text and "url(" not in text
+        assert "@import" not in text and "import(" not in text
     assert (await client.get("/dashboard/static/secrets.env")).status == 404
 
 
