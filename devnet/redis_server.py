@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import socket
 import subprocess
 import time
@@ -18,16 +19,39 @@ def free_port() -> int:
 
 
 def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago. The sockets
-    stay bound until all are chosen: one at a time, the OS may hand out the same port twice
-    (a stack once got one port for its validator and a miner)."""
+    """``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago.
+
+    They are drawn below the kernel's ephemeral range: a port that bind(0) hands out comes
+    from that range, and until the service binds it, any outgoing connection on the machine
+    may take it as its local port (a chaos run once lost a miner that way). The sockets stay
+    bound until all are chosen, so one call never returns a port twice."""
+    low = _ephemeral_low()
+    candidates = random.sample(range(_FIRST_PORT, low), k=low - _FIRST_PORT)
     with contextlib.ExitStack() as held:
-        ports = []
-        for _ in range(count):
+        ports: list[int] = []
+        for port in candidates:
             s = held.enter_context(socket.socket())
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-        return ports
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise RuntimeError(f"fewer than {count} free ports between {_FIRST_PORT} and {low}")
+
+
+#: Ports below this are left to well-known and registered services.
+_FIRST_PORT = 20000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768 elsewhere)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+    return max(low, _FIRST_PORT + 1000)
 
 
 class RedisServer:
