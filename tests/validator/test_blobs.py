@@ -1,11 +1,14 @@
 """The validator on the blob store, for both backends: inputs read from it and deleted at
 the final status (or kept INPUT_RETENTION seconds), outputs written to it, the janitor's
-due deletions and orphan sweep, and tasks that wait as pending while the store is away."""
+due deletions and orphan sweep, and tasks that wait as pending while the store is away (and
+/health saying so)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+
+import aiohttp
 
 from devnet import audio
 from devnet.miner import timed_segments
@@ -28,6 +31,13 @@ SPOKEN = "blobs are kept out of redis memory"
 
 def _env(backend) -> dict[str, str]:
     return {name.lower(): value for name, value in backend.env.items()}
+
+
+async def _health(port: int) -> tuple[int, str]:
+    """The validator's /health status code and blob store state."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/health") as resp:
+            return resp.status, (await resp.json())["blob_store"]
 
 
 async def _audio_task(redis, backend, data: bytes) -> Task:
@@ -144,8 +154,11 @@ async def test_task_waits_pending_while_the_store_is_away(
             waiting = await store.get(task.task_id)
             assert (waiting.status, waiting.attempts) == (Status.PENDING, 0)
             assert not miner.activity.accepted
+            # The validator's /health says so (still 200: waiting is not failing).
+            assert await _health(settings.validator_port) == (200, "unavailable")
             server.start()
             done = await wait_final(redis, task.task_id, within=40)
+            assert await _health(settings.validator_port) == (200, "ok")
         assert done.status is Status.COMPLETED, done.error
         assert await store.get_output(task.task_id) == SPOKEN.encode()
         assert await backend.names() == []
