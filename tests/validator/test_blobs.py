@@ -57,7 +57,7 @@ async def test_input_deleted_at_final_status_and_tts_output_stored(
     speech = await _audio_task(redis, backend, audio.synthesize(SPOKEN))
     # A long recording's transcript: the text fits in Redis (about 50 KB), its 1,300 timed
     # segments (about 110 KB of JSON) do not.
-    long_wav = audio.synthesize(" ".join([SPOKEN] * 1500), 600)
+    long_wav = audio.synthesize(" ".join([SPOKEN] * 1500), 60)
     long = await _audio_task(redis, backend, long_wav)
     store = TaskStore(redis, 3600, backend.store)
     tts = await store.create(Task(new_task_id(), TaskType.TTS, "en"), SPOKEN.encode())
@@ -75,7 +75,7 @@ async def test_input_deleted_at_final_status_and_tts_output_stored(
     # The long transcript's segments went to the store instead, and read back whole.
     assert "segments" not in transcribed.result
     segments = await store.data.read_segments(transcribed)
-    assert segments == timed_segments(" ".join([SPOKEN] * 1500), 600)
+    assert segments == timed_segments(" ".join([SPOKEN] * 1500), 60)
     # The audio inputs went with the final status (INPUT_RETENTION=0); the TTS output and
     # the segments are blobs, scheduled to go after RESULT_TTL with their tasks.
     assert await backend.names() == sorted([spoken.output_blob, transcribed.segments_blob])
