@@ -4,8 +4,8 @@ orphans (blobs no task refers to, left by a crash between a blob write and a Red
 Due deletions come from the zset keys.BLOB_EXPIRY, filled by the final-status transition
 in the same script that changes the status, so none is ever missed. The orphan sweep lists
 the store and removes blobs older than BLOB_ORPHAN_AGE whose task record is gone (or, for
-an output, whose task names another output): the age spares uploads still in progress and
-blobs whose task is being created. One replica sweeps at a time (keys.BLOB_SWEEP_LOCK).
+an output or segments, whose task names another): the age spares uploads still in progress
+and blobs whose task is being created. One replica sweeps at a time (keys.BLOB_SWEEP_LOCK).
 """
 
 from __future__ import annotations
@@ -77,15 +77,17 @@ class BlobJanitor:
         if prefix == INCOMING:
             orphans = batch  # an upload never takes BLOB_ORPHAN_AGE
         else:
+            fields = (
+                ("input_blob",) if prefix == keys.INPUT_BLOBS else ("output_blob", "segments_blob")
+            )
             async with self.redis.pipeline(transaction=False) as pipe:
                 for info in batch:
-                    field = "input_blob" if prefix == keys.INPUT_BLOBS else "output_blob"
-                    pipe.hget(keys.task(keys.blob_task_id(info.name)), field)
+                    pipe.hmget(keys.task(keys.blob_task_id(info.name)), fields)
                 owners = await pipe.execute()
             orphans = [
                 info
                 for info, named in zip(batch, owners, strict=True)
-                if named is None or named.decode() != info.name
+                if info.name.encode() not in named
             ]
         for info in orphans:
             await self.blobs.delete(info.name)

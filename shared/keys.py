@@ -144,6 +144,11 @@ def output_blob(task_id: str, token: str) -> str:
     return f"{OUTPUT_BLOBS}{task_id[:2]}/{task_id}.{token}"
 
 
+def segments_blob(task_id: str, token: str) -> str:
+    """One write of a task's timed segments (an output too: same prefix, same sweep)."""
+    return f"{OUTPUT_BLOBS}{task_id[:2]}/{task_id}.{token}.segments"
+
+
 def blob_task_id(name: str) -> str:
     """The task id in an input or output blob name."""
     return name.rsplit("/", 1)[-1].split(".", 1)[0]

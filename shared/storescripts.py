@@ -76,9 +76,9 @@ return {1, seq, ahead, durations}
 #       field, value, ...
 # Returns 1 on change, 0 when the current status is not an expected one, -1 if no task.
 # A final status schedules the task's blobs for deletion in the blob expiry zset (input
-# after the input retention, output after RESULT_TTL), in the same script, so a crash
-# between the status change and the deletion loses no deletion; likewise a webhook given
-# here is queued only if, and exactly when, the status changes.
+# after the input retention, output and segments after RESULT_TTL), in the same script,
+# so a crash between the status change and the deletion loses no deletion; likewise a
+# webhook given here is queued only if, and exactly when, the status changes.
 TRANSITION = (
     _EVENT
     + """
@@ -130,8 +130,10 @@ if final then
   if keep > 0 then redis.call('EXPIRE', KEYS[2], keep) else redis.call('DEL', KEYS[2]) end
   local input = redis.call('HGET', KEYS[1], 'input_blob')
   if input then redis.call('ZADD', KEYS[8], t + keep, input) end
-  local output = redis.call('HGET', KEYS[1], 'output_blob')
-  if output then redis.call('ZADD', KEYS[8], t + ttl, output) end
+  for _, field in ipairs({'output_blob', 'segments_blob'}) do
+    local output = redis.call('HGET', KEYS[1], field)
+    if output then redis.call('ZADD', KEYS[8], t + ttl, output) end
+  end
   redis.call('ZADD', KEYS[7], t + ttl, ARGV[1])
   -- Drop index entries of tasks whose data has expired (bounded work per call).
   local old = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', t, 'LIMIT', 0, 100)

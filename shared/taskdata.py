@@ -1,14 +1,17 @@
 """Where a task's input and output bytes live: Redis for small ones, the blob store else.
 
-Redis holds no value over :data:`INLINE_MAX` bytes: audio inputs, TTS outputs and any
-larger text go to the blob store, and the task hash names the blob (``input_blob``,
-``output_blob``). Readers get either kind through one interface, :class:`Blob`: a stored
-blob streams from the store, a small value from memory.
+Redis holds no value over :data:`INLINE_MAX` bytes: audio inputs, TTS outputs, any
+larger text and a long transcript's timed segments go to the blob store, and the task hash
+names the blob (``input_blob``, ``output_blob``, ``segments_blob``). Readers get inputs and
+outputs of either kind through one interface, :class:`Blob`: a stored blob streams from
+the store, a small value from memory.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -75,6 +78,30 @@ class TaskData:
         name = keys.output_blob(task_id, uuid4_hex()[:12])
         await self._store().put(name, output)
         return name
+
+    async def place_result(
+        self, task_id: str, result: dict[str, Any]
+    ) -> tuple[dict[str, str], str | None]:
+        """A completing task's hash fields for ``result``: its JSON, unless timed segments
+        make it pass INLINE_MAX (a long recording's transcript); then the segments go to
+        the blob store and ``segments_blob`` names them. Also the blob's name (None: none
+        written), to :meth:`discard` if the task does not complete after all."""
+        encoded = json.dumps(result)
+        segments = result.get("segments")
+        if len(encoded) <= INLINE_MAX or not segments or self.blobs is None:
+            return {"result": encoded}, None
+        name = keys.segments_blob(task_id, uuid4_hex()[:12])
+        await self._store().put(name, json.dumps(segments).encode())
+        rest = {k: v for k, v in result.items() if k != "segments"}
+        return {"result": json.dumps(rest), "segments_blob": name}, name
+
+    async def read_segments(self, task: Task) -> list[dict[str, Any]] | None:
+        """A completed transcription's timed segments, from the result or the blob store;
+        None when the miner gave none (or they expired)."""
+        if not task.segments_blob:
+            return (task.result or {}).get("segments")
+        blob = await self._open(task.segments_blob)
+        return None if blob is None else json.loads(await _read_all(blob))
 
     async def discard(self, name: str | None) -> None:
         """Delete a blob nothing refers to (after a failed create, a lost race). A store

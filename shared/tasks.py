@@ -103,6 +103,9 @@ class Task:
     input_blob: str | None = None
     output_blob: str | None = None
     output_size: int | None = None
+    # A transcript's timed segments when they would make ``result`` too large for Redis
+    # (shared.taskdata.INLINE_MAX): JSON in the blob store, named here.
+    segments_blob: str | None = None
 
     def to_hash(self) -> dict[str, str]:
         """Flat string fields for HSET; None values are left out."""
@@ -137,6 +140,7 @@ class Task:
             input_blob=d.get("input_blob"),
             output_blob=d.get("output_blob"),
             output_size=int(d["output_size"]) if d.get("output_size") else None,
+            segments_blob=d.get("segments_blob"),
         )
 
 

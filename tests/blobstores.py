@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moto.server import ThreadedMotoServer
+from redis.asyncio import Redis
 
 from devnet.redis_server import free_port
 from shared import keys
@@ -35,6 +36,34 @@ async def blob_names(store: BlobStore) -> list[str]:
     for prefix in (keys.INPUT_BLOBS, keys.OUTPUT_BLOBS, INCOMING):
         found += [info.name async for info in store.list(prefix)]
     return sorted(found)
+
+
+async def largest_redis_value(redis: Redis) -> tuple[int, str]:
+    """The longest single value Redis holds, in bytes, and where: a string, a hash field's
+    value, a list, set or sorted-set member, or a stream entry's field value (the 64 KiB
+    rule is per value: an index may well hold more than that in all)."""
+    largest, where = 0, ""
+    async for key in redis.scan_iter(count=1000):
+        kind = (await redis.type(key)).decode()
+        sizes: list[tuple[bytes, int]] = []
+        if kind == "string":
+            sizes = [(b"", await redis.strlen(key))]
+        elif kind == "hash":
+            sizes = [(f, len(v)) for f, v in (await redis.hgetall(key)).items()]
+        elif kind == "list":
+            sizes = [(b"", len(v)) for v in await redis.lrange(key, 0, -1)]
+        elif kind == "set":
+            sizes = [(b"", len(v)) for v in await redis.smembers(key)]
+        elif kind == "zset":
+            sizes = [(b"", len(v)) for v in await redis.zrange(key, 0, -1)]
+        elif kind == "stream":
+            rows = await redis.xrange(key)
+            sizes = [(f, len(v)) for _, entry in rows for f, v in entry.items()]
+        for field, size in sizes:
+            if size > largest:
+                largest = size
+                where = f"{key.decode(errors='replace')} {field.decode(errors='replace')}"
+    return largest, where.strip()
 
 
 class MotoServer:

@@ -281,7 +281,9 @@ class Processor:
         """Store the winning answer; False if another copy of the task finished first."""
         result = best.result()
         while True:
+            segments = None  # the blob of a long transcript's segments, once written
             try:
+                fields, segments = await self.store.data.place_result(task.task_id, result)
                 # Pending is expected too: after a failover the new master may not have the
                 # (unconfirmed) processing mark; only a final status means someone else
                 # finished.
@@ -289,15 +291,17 @@ class Processor:
                     task.task_id,
                     Status.COMPLETED,
                     expect=[Status.PENDING, Status.PROCESSING],
-                    fields={"result": json.dumps(result)},
+                    fields=fields,
                     output=best.response.output,
                     binary_output=TASK_TYPES[task.task_type].binary_output,
                 )
                 break
             except BlobUnavailable:
+                await self.store.data.discard(segments)
                 # The answer waits in memory; the task stays processing, its entry held.
                 await storewait.wait_for_blobs(self.store.blobs, "output", task.task_id)
         if not moved:
+            await self.store.data.discard(segments)
             self.metrics.tasks.labels(task.task_type.value, "lost_race").inc()
             log.info("task_already_final", task_id=task.task_id)
             return False
@@ -305,7 +309,10 @@ class Processor:
         # the completion.
         self.metrics.tasks.labels(task.task_type.value, "completed").inc()
         finished = self.metrics.ops.finished(task, Status.COMPLETED)
-        log.info("task_completed", task_id=task.task_id, **result)
+        # The scores, not the transcript: segments are counted (a miner may send 10,000).
+        scores = {k: v for k, v in result.items() if k != "segments"}
+        shown = len(best.response.segments or ())
+        log.info("task_completed", task_id=task.task_id, segments=shown, **scores)
         async with self.redis.pipeline(transaction=True) as pipe:
             timeline.record(pipe, Status.COMPLETED, task.created_at, finished)
             pipe.lpush(keys.durations(task.task_type.value), finished - task.created_at)

@@ -1,8 +1,11 @@
-"""deploy/compose.yaml: the Compose schema, Redis persistence, replicas, health, devnet."""
+"""deploy/compose.yaml: the Compose schema, Redis persistence, replicas, health, devnet,
+the MinIO bucket's set-up."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.deployfiles import COMPOSE, dockerfile_stages, load_compose
+from services.validator.settings import ValidatorSettings
+from tests.deploy.deployfiles import (
+    COMPOSE,
+    ENV_EXAMPLE,
+    dockerfile_stages,
+    load_compose,
+    read_env_file,
+)
 from tests.deploy.tools import run, tool
 
 APP_SERVICES = ("gateway", "validator", "lb")
@@ -178,3 +188,24 @@ def test_devnet_commands_use_only_options_the_simulators_accept() -> None:
         assert result.returncode == 0, result.stderr
         accepted = set(re.findall(r"--[a-z][a-z-]*", result.stdout))
         assert options <= accepted, (module, options - accepted)
+
+
+def test_minio_init_creates_the_bucket_and_one_lifecycle_rule_on_every_up() -> None:
+    """The bucket of .env.example's BLOB_STORE, and an 8-day expiry that outlasts the
+    default RESULT_TTL; imported (replacing the lifecycle), so a second `up` adds no
+    second copy of the rule, as `mc ilm rule add` would."""
+    script = load_compose()["services"]["minio-init"]["entrypoint"][2].replace("$$", "$")
+    assert run("sh", "-n", "-c", script).returncode == 0
+    first = script.split(" && ")[0]  # bucket=$(...): the bucket named by BLOB_STORE
+    env = {"BLOB_STORE": read_env_file(ENV_EXAMPLE)["BLOB_STORE"], "PATH": "/usr/bin:/bin"}
+    found = subprocess.run(
+        ["sh", "-c", f'{first} && echo "$bucket"'], env=env, capture_output=True, text=True
+    )
+    assert env["BLOB_STORE"].startswith(f"s3://{found.stdout.strip()}/")
+    assert 'mc mb --ignore-existing "store/$bucket"' in script
+    assert "ilm rule add" not in script
+    imported = re.search(r"echo '(.*)' \| mc ilm rule import \"store/\$bucket\"$", script)
+    assert imported is not None
+    (rule,) = json.loads(imported.group(1))["Rules"]
+    assert rule["Status"] == "Enabled" and rule["Filter"] == {"Prefix": ""}
+    assert rule["Expiration"]["Days"] * 86400 > ValidatorSettings().result_ttl

@@ -1,6 +1,7 @@
 """The devnet stack on each blob backend (a directory; S3 through moto's standalone server
 on loopback): audio and TTS tasks end to end, inputs gone at the final status, outputs
-served from the store, and the validator's peak memory for one 50 MB transcription.
+served from the store, the validator's peak memory for one 50 MB transcription, and no
+Redis value over 64 KiB afterwards.
 
 The stack runs at the shipped defaults (not the e2e suite's short timings: a 50 MB task
 is sent to four miners, which must not time out on a busy machine) except for BLOB_STORE
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 from devnet import audio
 from devnet.stack import Ports, Stack
-from tests.blobstores import Backend
+from shared.taskdata import INLINE_MAX
+from tests.blobstores import Backend, largest_redis_value
 from tests.gateway.test_upload_memory import MIB, peak, reset_peak
 
 from .conftest import gateway, wait_final
@@ -87,3 +90,13 @@ async def test_tasks_end_to_end_on_the_blob_store(stack, backend):
         assert ratio <= 2.0
         await asyncio.sleep(0.5)
         assert len(await backend.names()) == 1  # the 50 MB input is gone too
+
+    # After a TTS and a 50 MB transcription through the real services: no Redis value
+    # (string, hash field, member, stream entry) over 64 KiB.
+    redis = Redis.from_url(stack.redis_url)
+    try:
+        size, where = await largest_redis_value(redis)
+    finally:
+        await redis.aclose()
+    print(f"\nredis largest_value: backend={backend.name} bytes={size} at={where}")
+    assert size <= INLINE_MAX, where

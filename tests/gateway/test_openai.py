@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from devnet import audio
 from devnet.redis_server import free_port
 from services.gateway.apikeys import ApiKeys
+from services.gateway.state import STORE
 from shared import keys
 from shared.store import TaskStore
 from shared.tasks import Status
@@ -211,6 +212,38 @@ async def test_without_miner_segments_one_segment_spans_the_audio(client, redis,
     (segment,) = verbose.segments
     assert (segment.start, segment.text) == (0, "hello world")
     assert segment.end == pytest.approx(seconds)
+
+
+async def test_segments_too_long_for_redis_come_from_the_blob_store(client, redis, wav):
+    """A long transcript's segments (here 2,000, about 110 KB of JSON) are kept in the
+    blob store, not in the task hash; verbose_json still shows every one of them."""
+    sdk = openai.AsyncOpenAI(base_url=str(client.make_url("/v1")), api_key=await _key(redis))
+    segments = [{"start": i, "end": i + 1, "text": f"segment number {i} " * 2} for i in range(2000)]
+    store = client.app[STORE]
+
+    async def complete_it() -> None:
+        # The validator's part, as it stores a result with long segments.
+        for _ in range(400):
+            if found := await _tasks(redis):
+                break
+            await asyncio.sleep(0.05)
+        task_id = found[0].decode().rsplit(":", 1)[1]
+        result = {"model_used": "m", "miner_uid": 1, "segments": segments}
+        fields, blob = await store.data.place_result(task_id, result)
+        assert blob is not None and fields["segments_blob"] == blob
+        assert len(fields["result"]) < 1000
+        assert await store.transition(
+            task_id, Status.COMPLETED, expect=[Status.PENDING], fields=fields, output=b"hi"
+        )
+
+    completer = asyncio.create_task(complete_it())
+    verbose = await sdk.audio.transcriptions.create(
+        model="whisper-1", file=("a.wav", wav), response_format="verbose_json"
+    )
+    await completer
+    await sdk.close()
+    shown = [{"start": s.start, "end": s.end, "text": s.text} for s in verbose.segments]
+    assert shown == segments
 
 
 async def _leave_during_wait(host: str, port: int, redis: Redis) -> str:

@@ -13,6 +13,8 @@ from typing import Any
 from aiohttp import web
 
 FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+#: The formats that show timed segments (read from the blob store for a long transcript).
+TIMED = ("srt", "vtt", "verbose_json")
 
 
 @dataclass(frozen=True)

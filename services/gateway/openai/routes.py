@@ -110,16 +110,17 @@ async def transcribe(request: web.Request, schema: Schema) -> web.StreamResponse
         native = _native("audio_file", data["file"], data["language"], priority)
         task = await sync.run(request, _kind(app, TaskType.TRANSCRIPTION), native)
         text = (await _output(request, task)).decode("utf-8", errors="replace")
+        segments = None
+        if data["response_format"] in formats.TIMED:
+            with storage_errors("status"):
+                segments = await app[STORE].data.read_segments(task)
     except TaskError as exc:
         return exc.response()
     except sync.ClientLeft:
         return web.Response(status=CLIENT_CLOSED)
     finally:
         await staging.abort()
-    result = task.result or {}
-    transcript = formats.Transcript(
-        task.task_id, text, task.language, duration, result.get("segments")
-    )
+    transcript = formats.Transcript(task.task_id, text, task.language, duration, segments)
     return formats.respond(transcript, data["response_format"])
 
 
