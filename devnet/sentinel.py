@@ -116,6 +116,7 @@ class SentinelGroup:
             for sentinel in self.sentinels:
                 sentinel.start()
             self.wait_for_replicas(len(self.nodes) - 1, self.first_master)
+            self.wait_for_sentinels(len(self.nodes) - 1)
         except BaseException:
             self.stop()
             raise
@@ -174,6 +175,30 @@ class SentinelGroup:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"master {master} did not get {count} replica(s) in {timeout}s")
+
+    def wait_for_sentinels(self, replicas: int, timeout: float = 30.0) -> None:
+        """Until every Sentinel could promote ``replicas`` replicas: connected to each, its
+        INFO read, its link to the master up. A Sentinel learns of a replica from the
+        master's INFO and reads the replica's own a moment later; until then SENTINEL
+        FAILOVER answers NOGOODSLAVE, as would a dead master's failover."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._promotable(s.port) >= replicas for s in self.sentinels):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the Sentinels did not see {replicas} replica(s) in {timeout}s")
+
+    @staticmethod
+    def _promotable(port: int) -> int:
+        with redis.Redis(port=port, socket_timeout=2.0, decode_responses=True) as sentinel:
+            replicas = sentinel.sentinel_slaves(MASTER_NAME)
+        return sum(
+            not r["is_disconnected"]
+            and not r["is_sdown"]
+            and bool(r["runid"])  # its INFO has been read
+            and r["master-link-status"] == "ok"
+            for r in replicas
+        )
 
 
 def _command(port: int, *args: str) -> object:
