@@ -62,6 +62,26 @@ async def test_the_client_reaches_the_master_the_sentinels_name(
         await client.aclose()
 
 
+async def test_passwords_reach_the_sentinels_and_the_master(tmp_path: Path):
+    # Nodes and Sentinels with requirepass, as the Bitnami chart runs them (one password).
+    group = SentinelGroup(tmp_path, replicas=0, sentinels=1, password="s3cret").start()
+    settings = sentinel_settings(group, REDIS_PASSWORD="s3cret", REDIS_SENTINEL_PASSWORD="s3cret")
+    client = create_redis(settings)
+    try:
+        await client.set("audio:probe", "1")
+        assert await client.get("audio:probe") == b"1"
+        # Without the Sentinels' password no master can be named: an outage, not a crash,
+        # and the message says why.
+        without = create_redis(sentinel_settings(group, REDIS_PASSWORD="s3cret"))
+        with pytest.raises(MasterNotFoundError, match="AuthenticationError") as caught:
+            await without.ping()
+        assert isinstance(caught.value, REDIS_UNAVAILABLE)
+        await without.aclose()
+    finally:
+        await client.aclose()
+        group.stop()
+
+
 async def test_an_unknown_master_name_is_an_outage_not_a_crash(sentinel_group: SentinelGroup):
     client = create_redis(sentinel_settings(sentinel_group, REDIS_SENTINEL_MASTER="nosuch"))
     try:
