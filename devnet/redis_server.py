@@ -23,8 +23,9 @@ def free_ports(count: int) -> list[int]:
 
     They are drawn below the kernel's ephemeral range: a port that bind(0) hands out comes
     from that range, and until the service binds it, any outgoing connection on the machine
-    may take it as its local port (a chaos run once had a miner exit at start-up, most likely that way). The sockets stay
-    bound until all are chosen, so one call never returns a port twice."""
+    may take it as its local port (most likely why a chaos run once had a miner exit at
+    start-up). The sockets stay bound until all are chosen, so one call never returns a port
+    twice."""
     low = _ephemeral_low()
     candidates = random.sample(range(_FIRST_PORT, low), k=low - _FIRST_PORT)
     with contextlib.ExitStack() as held:

@@ -14,6 +14,7 @@ from devnet.wallets import ensure_wallet
 from shared.settings import RedisSettings, load_settings
 from tests.blobstores import BACKENDS, Backend, MotoServer, make_backend, moto_server
 from tests.fullredis import full_redis_server, reset
+from tests.validator.sizing import header_lines
 
 
 @pytest.fixture(scope="session")
@@ -108,3 +109,12 @@ async def small(full_server: RedisServer) -> AsyncIterator[Redis]:
     await reset(client)
     yield client
     await client.aclose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which settings the validator's own tests change, and why (shown with -q too)."""
+    terminalreporter.write_line(
+        "validator tests change these settings (tests/validator/sizing.py):"
+    )
+    for line in header_lines():
+        terminalreporter.write_line(line)

@@ -28,6 +28,7 @@ from shared.blobs import open_blob_store
 from shared.settings import load_settings
 from shared.store import TaskStore
 from shared.tasks import FINAL_STATUSES, Priority, Task, TaskType, new_task_id
+from tests.validator.sizing import changed_env
 
 ARTICLE = (
     "The city council approved a new budget for public transport on Monday. "
@@ -86,24 +87,15 @@ def write_miners(path: Path, miners: list[RunningMiner]) -> str:
 def validator_settings(
     redis_url: str, miners_file: str | None, **overrides: Any
 ) -> ValidatorSettings:
-    """Settings as the environment would give them, with test-sized timings."""
+    """Settings as the environment would give them, with the timings of tests/validator/sizing.py
+    (each changed for a reason given there, and printed in pytest's header)."""
     env = {
         "REDIS_URL": redis_url,
         "ENVIRONMENT": "test",
         "LB_URL": "http://127.0.0.1:9",  # nothing listens: tests that need it override
-        "TASK_TIMEOUT": "2",
-        "RETRY_DELAY": "0",
-        "BLOCK_TIMEOUT": "0.2",
-        "SHUTDOWN_GRACE": "5",
-        "REFERENCE_TIMEOUT": "5",
-        "WEIGHTS_INTERVAL": "3600",
-        "NETSTATS_INTERVAL": "0.2",
         "WEBHOOK_SECRET": "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXdlYmhvb2tzIQ==",
-        "WEBHOOK_ALLOW_PRIVATE": "true",
-        "WEBHOOK_RETRY_BASE": "0.05",
-        "WEBHOOK_POLL_INTERVAL": "0.05",
-        "WEBHOOK_TIMEOUT": "2",
         "VALIDATOR_PORT": str(free_port()),
+        **changed_env(),
     }
     if miners_file:
         env["MINERS_FILE"] = miners_file
