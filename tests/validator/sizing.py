@@ -12,19 +12,12 @@ from shared.settings import variables
 #: setting -> (value in these tests, why it is changed)
 CHANGED: dict[str, tuple[str, str]] = {
     "TASK_TIMEOUT": ("2", "the tests' silent and slow miners time out in 2 s, not 60"),
-    "RETRY_DELAY": ("0", "a retry test asks its next miner at once"),
     "BLOCK_TIMEOUT": ("0.2", "a test's validator stops within 0.2 s of its last read"),
-    "SHUTDOWN_GRACE": (
-        "5",
-        "a test that stops its validator mid-task sees the task finish; the hand-back at 0"
-        " has tests of its own (test_consumer, chaos takeover)",
-    ),
     "REFERENCE_TIMEOUT": ("5", "no lb listens: the reference is given up on in 5 s"),
     "WEIGHTS_INTERVAL": ("3600", "no weights are set during a test unless it asks"),
     "NETSTATS_INTERVAL": ("0.2", "tests read the published network figures at once"),
     "WEBHOOK_ALLOW_PRIVATE": ("true", "the tests' webhook receivers are on loopback"),
     "WEBHOOK_RETRY_BASE": ("0.05", "a refused webhook is retried within the test"),
-    "WEBHOOK_POLL_INTERVAL": ("0.05", "due webhooks are sent within the test"),
     "WEBHOOK_TIMEOUT": ("2", "a receiver that never answers is given up on in 2 s"),
 }
 
