@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
 from shared.logging import get_logger
@@ -40,6 +41,13 @@ CONFIRM_TIMEOUT = 2.0
 READ_TIMEOUT = 1.0
 #: Seconds between reconnection attempts while Redis is away.
 RETRY_DELAY = 1.0
+#: Seconds of silence on the pub/sub connection after which the hub sends a PING, and
+#: seconds it then waits for the reply before it drops the connection. A master whose host
+#: died without resetting its connections (a lost node, a partition) leaves a pub/sub
+#: socket that never errors: the OS would give up on it only after about 15 minutes, and
+#: all that time watchers would be woken only by their own keep-alive re-reads.
+PING_AFTER = 5.0
+PONG_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,11 @@ class EventHub:
         (an SSE client reconnects elsewhere with Last-Event-ID)."""
         self.closing = True
         self._wake_all()
+
+    @property
+    def connected(self) -> bool:
+        """Subscribed on a live connection (as far as the last PING showed)."""
+        return self._ready
 
     @property
     def watched(self) -> int:
@@ -174,10 +187,18 @@ class EventHub:
         self._ready = True
         self._wake_all()
         log.info("event_hub_connected", watched=len(self._watches))
+        clock = asyncio.get_running_loop().time
+        heard, pinged = clock(), None
         while not stop.is_set():
             message = await pubsub.get_message(timeout=READ_TIMEOUT)
             if message is not None:
+                heard, pinged = clock(), None
                 self._dispatch(message)
+            elif pinged is not None and clock() - pinged >= PONG_TIMEOUT:
+                raise RedisTimeoutError(f"no reply to PING in {PONG_TIMEOUT:g} s")
+            elif pinged is None and clock() - heard >= PING_AFTER:
+                await pubsub.ping()
+                pinged = clock()
 
     def _dispatch(self, message: dict[str, object]) -> None:
         raw = message.get("channel")

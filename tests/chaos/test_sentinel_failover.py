@@ -37,8 +37,9 @@ from shared import keys
 from shared.redis import REDIS_DOWN_ERRORS, create_redis
 from shared.settings import RedisSettings, load_settings
 from tests.chaos.conftest import WebhookReceiver, crash_lines, log_events, report
-from tests.chaos.failover import Answers, LinkRelay, seconds, submit
+from tests.chaos.failover import Answers, seconds, submit
 from tests.chaos.recovery import Kill, final_times, recovery_figures
+from tests.linkrelay import LinkRelay
 
 #: Both runs take about three minutes together.
 pytestmark = pytest.mark.timeout(300)
