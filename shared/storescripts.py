@@ -41,6 +41,14 @@ if ARGV[4] ~= '' then
   local existing = redis.call('GET', KEYS[#KEYS])
   if existing then return {0, existing} end
 end
+-- Task ids are new, so an existing hash means this very script ran already: redis-py sends
+-- a command again when the connection drops before its reply, and a second run would queue
+-- the task twice.
+local done = redis.call('HGET', KEYS[1], 'seq')
+if done then
+  local seq, ahead, durations = tonumber(done), 0, {}
+  return {1, seq, ahead, durations}
+end
 local probe = tonumber(ARGV[6])
 local ahead = 0
 local durations = {}
@@ -220,4 +228,4 @@ CREATE_LIMITED = (
         f"return {{1, seq, ahead, durations, {_TOKEN_FIGURES}}}",
     )
 )
-assert CREATE_LIMITED.count(_TOKEN_FIGURES) == 2
+assert CREATE_LIMITED.count(_TOKEN_FIGURES) == 3

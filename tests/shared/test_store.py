@@ -98,3 +98,15 @@ async def test_create_probed_reads_the_queue_as_it_was_before_the_task(redis):
     assert snapshot.ahead == 1  # the urgent task; the low one and this one not
     assert snapshot.durations == [b"2.5", b"3.5"]
     assert await store.queue_sizes() == {"urgent": 1, "high": 0, "normal": 1, "low": 1}
+
+
+async def test_a_create_sent_again_queues_the_task_once(redis):
+    """redis-py resends a command whose reply a dropped connection lost; the create script
+    may thus run twice for one task, and must queue it once."""
+    store = TaskStore(redis, result_ttl=100)
+    task = make_task()
+    first = await store.create(task, b"hello")
+    again = await store.create(task, b"hello")
+    assert again.seq == first.seq == 1
+    assert await redis.xlen(keys.stream(Priority.NORMAL)) == 1
+    assert await redis.get(keys.SEQUENCE) == b"1"
