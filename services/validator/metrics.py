@@ -81,7 +81,7 @@ class Metrics:
         self.storage_full = Counter(
             "validator_storage_full",
             "Writes Redis refused at maxmemory (nothing written, retried later), by where "
-            "(task, consumer, reclaim, netstats, webhooks, weights).",
+            "(task, consumer, reclaim, netstats, operations, webhooks, weights).",
             ["loop"],
             registry=r,
         )
