@@ -41,6 +41,15 @@ async def _tasks(redis: Redis) -> list[bytes]:
     return [k for k in await redis.keys(keys.task("*")) if k.count(b":") == 2]
 
 
+async def _first_task_id(redis: Redis) -> str:
+    """The id of the first task stored, once the gateway has stored it (20 s at most)."""
+    for _ in range(400):
+        if found := await _tasks(redis):
+            return found[0].decode().rsplit(":", 1)[1]
+        await asyncio.sleep(0.05)
+    raise AssertionError("no task was stored")
+
+
 @pytest.mark.parametrize(
     ("fields", "code", "param"),
     [
@@ -139,11 +148,7 @@ async def test_a_failed_task_is_a_502_with_its_reason(client, redis):
 
     async def fail_it() -> None:
         # The validator's part, through the same store transition it makes.
-        for _ in range(400):
-            if found := await _tasks(redis):
-                break
-            await asyncio.sleep(0.05)
-        task_id = found[0].decode().rsplit(":", 1)[1]
+        task_id = await _first_task_id(redis)
         store = TaskStore(redis, 3600)
         assert await store.transition(
             task_id, Status.FAILED, expect=[Status.PENDING], fields={"error": reason}
@@ -164,11 +169,7 @@ async def test_a_task_cancelled_during_the_wait_is_a_409(client, redis):
 
     async def cancel_it() -> int:
         # The owner cancels through the native API while the /v1 call waits.
-        for _ in range(400):
-            if found := await _tasks(redis):
-                break
-            await asyncio.sleep(0.05)
-        task_id = found[0].decode().rsplit(":", 1)[1]
+        task_id = await _first_task_id(redis)
         resp = await client.delete(
             f"/api/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {key}"}
         )
@@ -188,11 +189,7 @@ async def test_without_miner_segments_one_segment_spans_the_audio(client, redis,
 
     async def complete_it() -> None:
         # The validator's part: an answer without segments, stored the way it stores one.
-        for _ in range(400):
-            if found := await _tasks(redis):
-                break
-            await asyncio.sleep(0.05)
-        task_id = found[0].decode().rsplit(":", 1)[1]
+        task_id = await _first_task_id(redis)
         assert await TaskStore(redis, 3600).transition(
             task_id,
             Status.COMPLETED,
@@ -223,11 +220,7 @@ async def test_segments_too_long_for_redis_come_from_the_blob_store(client, redi
 
     async def complete_it() -> None:
         # The validator's part, as it stores a result with long segments.
-        for _ in range(400):
-            if found := await _tasks(redis):
-                break
-            await asyncio.sleep(0.05)
-        task_id = found[0].decode().rsplit(":", 1)[1]
+        task_id = await _first_task_id(redis)
         result = {"model_used": "m", "miner_uid": 1, "segments": segments}
         fields, blob = await store.data.place_result(task_id, result)
         assert blob is not None and fields["segments_blob"] == blob
@@ -255,13 +248,10 @@ async def _leave_during_wait(host: str, port: int, redis: Redis) -> str:
         b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
     )
     await writer.drain()
-    for _ in range(400):
-        if found := await _tasks(redis):
-            break
-        await asyncio.sleep(0.05)
+    task_id = await _first_task_id(redis)
     writer.close()
     await writer.wait_closed()
-    return found[0].decode().rsplit(":", 1)[1]
+    return task_id
 
 
 LEFT = 'gateway_http_requests_total{method="POST",route="/v1/audio/speech",status="499"} 1.0'
