@@ -43,7 +43,7 @@ if ARGV[4] ~= '' then
 end
 -- Task ids are new, so an existing hash means this very script ran already: redis-py sends
 -- a command again when the connection drops before its reply, and a second run would queue
--- the task twice.
+-- the task twice. (The reply is built as below, so CREATE_LIMITED extends both alike.)
 local done = redis.call('HGET', KEYS[1], 'seq')
 if done then
   local seq, ahead, durations = tonumber(done), 0, {}

@@ -14,7 +14,7 @@ from devnet.wallets import ensure_wallet
 from shared.settings import RedisSettings, load_settings
 from tests.blobstores import BACKENDS, Backend, MotoServer, make_backend, moto_server
 from tests.fullredis import full_redis_server, reset
-from tests.validator.sizing import header_lines
+from tests.validator.sizing import summary_lines
 
 
 @pytest.fixture(scope="session")
@@ -116,5 +116,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         "validator tests change these settings (tests/validator/sizing.py):"
     )
-    for line in header_lines():
+    for line in summary_lines():
         terminalreporter.write_line(line)

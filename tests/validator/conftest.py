@@ -88,7 +88,7 @@ def validator_settings(
     redis_url: str, miners_file: str | None, **overrides: Any
 ) -> ValidatorSettings:
     """Settings as the environment would give them, with the timings of tests/validator/sizing.py
-    (each changed for a reason given there, and printed in pytest's header)."""
+    (each changed for a reason given there, and printed at the end of every run)."""
     env = {
         "REDIS_URL": redis_url,
         "ENVIRONMENT": "test",

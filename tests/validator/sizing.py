@@ -2,7 +2,7 @@
 
 `make chaos` and the end-to-end tests run the validator at its defaults; these tests drive one
 path each (a timeout, a retry, a webhook refusal) and would spend minutes waiting out
-production-sized timers. tests/conftest.py prints this table in pytest's header."""
+production-sized timers. tests/conftest.py prints this table at the end of every pytest run."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def changed_env() -> dict[str, str]:
     return {name: value for name, (value, _) in CHANGED.items()}
 
 
-def header_lines() -> list[str]:
+def summary_lines() -> list[str]:
     """One line per changed setting: its value here, its shipped default, and why."""
     defaults = variables(ValidatorSettings)
     return [
